@@ -1,0 +1,1 @@
+"""End-to-end flows composed from tfsr parts. Pipelines own disk layout and printing; tfsr stays pure."""

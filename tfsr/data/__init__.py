@@ -1,0 +1,1 @@
+"""Data: benchmark sets for evaluation, and (tfsr.data.*) the training input pipeline."""

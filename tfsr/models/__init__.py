@@ -1,0 +1,2 @@
+"""The model zoo: importing this package registers every architecture."""
+from tfsr.models import slwsr  # noqa: F401

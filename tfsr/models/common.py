@@ -1,0 +1,80 @@
+"""Building blocks shared by the architectures: convolutions initialised as PyTorch does.
+
+The papers' networks were trained with PyTorch's default init (kaiming-uniform with a=sqrt(5), bias
+uniform in +-1/sqrt(fan_in)). Keras' Glorot/zero default makes s-LWSR16 learn ~30x slower, so every conv here
+uses the PyTorch init: part of a faithful port.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tfsr.keras import keras, layers
+
+
+def torch_kernel_init() -> keras.initializers.Initializer:
+    # kaiming_uniform(a=sqrt(5)): bound = sqrt(6 / ((1 + 5) * fan_in)) = sqrt(1 / fan_in) = VarianceScaling(1/3).
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def torch_bias_init(fan_in: int) -> keras.initializers.Initializer:
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def conv_layer(
+    filters: int,
+    kernel_size: int,
+    in_channels: int,
+    *,
+    name: str | None = None,
+    activation=None,
+    use_bias: bool = True,
+    strides: int = 1,
+    padding: str = "same",
+) -> layers.Conv2D:
+    """A Conv2D with PyTorch's default init. Fuse the activation here so QAT fake-quantizes the weights."""
+    fan_in = in_channels * kernel_size * kernel_size
+    return layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        activation=activation,
+        use_bias=use_bias,
+        kernel_initializer=torch_kernel_init(),
+        bias_initializer=torch_bias_init(fan_in) if use_bias else "zeros",
+        name=name,
+    )
+
+
+def conv(x, filters: int, kernel_size: int = 3, **kwargs):
+    """Apply a fresh :func:`conv_layer` to tensor ``x``."""
+    return conv_layer(filters, kernel_size, x.shape[-1], **kwargs)(x)
+
+
+def depthwise_conv(x, kernel_size: int = 3, *, name: str | None = None, activation=None, use_bias: bool = False):
+    fan_in = kernel_size * kernel_size  # one input channel per group
+    return layers.DepthwiseConv2D(
+        kernel_size,
+        padding="same",
+        activation=activation,
+        use_bias=use_bias,
+        depthwise_initializer=torch_kernel_init(),
+        bias_initializer=torch_bias_init(fan_in) if use_bias else "zeros",
+        name=name,
+    )(x)
+
+
+def mean_shift_conv(x, sign: int, name: str, rgb_mean=(0.4488, 0.4371, 0.4040), rgb_range: float = 255.0):
+    """EDSR's MeanShift as the released code trains it: a 1x1 conv initialised to +-mean, left trainable."""
+    kernel = np.eye(3, dtype=np.float32).reshape(1, 1, 3, 3)
+    bias = sign * rgb_range * np.asarray(rgb_mean, dtype=np.float32)
+    return layers.Conv2D(
+        3,
+        1,
+        kernel_initializer=keras.initializers.Constant(kernel.tolist()),
+        bias_initializer=keras.initializers.Constant(bias.tolist()),
+        name=name,
+    )(x)

@@ -1,0 +1,105 @@
+"""Import the authors' PyTorch checkpoints into tfsr's Keras models.
+
+Keras layers are named after the PyTorch state-dict prefixes, so each layer ``P`` takes ``P.weight`` and
+``P.bias``. Layouts are transposed per layer type, and every conv that feeds a :class:`PixelShuffle` has its
+output channels permuted from PyTorch's ``c*r*r + i*r + j`` to TensorFlow's ``(i*r + j)*C + c`` order.
+Nothing is skipped silently: a missing, unexpected or mis-shaped key is an error naming it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfsr.errors import TfsrError
+from tfsr.keras import keras, layers
+from tfsr.layers import PixelShuffle
+
+
+def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """Tensors of a ``.npz`` (state-dict keys as names) or of a ``.pth``/``.pt`` (needs PyTorch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TfsrError(f"checkpoint {path} does not exist")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path) as data:
+                return {k: data[k].astype(np.float32) for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise TfsrError(f"{path} is not a readable .npz file ({exc})") from None
+    if path.suffix in (".pth", ".pt"):
+        try:
+            import torch
+        except ImportError:
+            raise TfsrError(
+                f"{path}: reading .pth needs PyTorch (pip install torch), or save the tensors as .npz"
+            ) from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model", "params"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        return {k.removeprefix("module."): v.detach().float().numpy() for k, v in state.items()}
+    raise TfsrError(f"{path}: unknown checkpoint type {path.suffix!r}; use .npz, .pth or .pt")
+
+
+def torch_shuffle_permutation(channels: int, r: int) -> np.ndarray:
+    """Index array ``idx`` with ``tf_channels = torch_channels[idx]`` for a sub-pixel conv of ``channels`` outputs."""
+    c_out = channels // (r * r)
+    idx = np.empty(channels, dtype=np.int64)
+    for c in range(c_out):
+        for i in range(r):
+            for j in range(r):
+                idx[(i * r + j) * c_out + c] = c * r * r + i * r + j
+    return idx
+
+
+def _layers_feeding_shuffle(model: keras.Model) -> dict[str, int]:
+    feeding = {}
+    for layer in model.layers:
+        if isinstance(layer, PixelShuffle):
+            for node in layer._inbound_nodes:
+                for inbound in node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]:
+                    feeding[inbound.name] = layer.scale
+    return feeding
+
+
+def _to_keras(layer, kind: str, tensor: np.ndarray) -> np.ndarray:
+    if kind == "bias" or tensor.ndim != 4:
+        return tensor
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return tensor.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+    return tensor.transpose(2, 3, 1, 0)  # Conv2d (out,in,kh,kw) and ConvTranspose2d (in,out,kh,kw)
+
+
+def assign_state_dict(model: keras.Model, state: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+    """Copy a PyTorch state dict into ``model`` in place; raise TfsrError on any key mismatch."""
+    shuffle_of = _layers_feeding_shuffle(model)
+    used: set[str] = set()
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        kinds = ["weight", "bias"] if len(weights) == 2 else ["weight"]
+        if len(weights) > 2:
+            raise TfsrError(f"layer {layer.name} has {len(weights)} weight tensors; the importer maps only weight/bias")
+        new = []
+        for kind, current in zip(kinds, weights):
+            key = f"{layer.name}.{kind}"
+            if key not in state:
+                raise TfsrError(f"{source} is missing key {key!r} (needed by layer {layer.name})")
+            value = _to_keras(layer, kind, state[key])
+            if layer.name in shuffle_of:
+                perm = torch_shuffle_permutation(value.shape[-1], shuffle_of[layer.name])
+                value = value[..., perm]
+            if value.shape != current.shape:
+                raise TfsrError(
+                    f"{source} key {key!r} has shape {state[key].shape}, which does not fit layer "
+                    f"{layer.name} (Keras shape {current.shape}); wrong model, width or scale?"
+                )
+            new.append(value)
+            used.add(key)
+        layer.set_weights(new)
+    unexpected = sorted(set(state) - used)
+    if unexpected:
+        shown = ", ".join(repr(k) for k in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
+        raise TfsrError(f"{source} has {len(unexpected)} key(s) the model does not use: {shown}")
