@@ -95,11 +95,28 @@ def make_predictor(spec: str, scale: int | None) -> Predictor:
         label = path.parent.name
     else:
         label = path.stem
+    if path.suffix == ".tflite":
+        import tfsr.tflite  # noqa: F401  (registers the .tflite factory; loads LiteRT only when needed)
     if path.suffix in SUFFIX_FACTORIES:
         return SUFFIX_FACTORIES[path.suffix](path, scale)
     if path.suffix != ".keras":
         if not path.exists():
-            raise TfsrError(f"model {spec!r} is not 'bicubic', an existing file or a run folder")
+            _raise_unknown_model(spec)
         raise TfsrError(f"model file {path} has an unknown type; use a .keras file, a run folder or bicubic")
     model = load_keras_model(path)
     return KerasPredictor(model, check_scale(label, model_scale(model), scale), label)
+
+
+def _raise_unknown_model(spec: str):
+    from tfsr.registry import list_models
+
+    known = list_models()
+    if spec in known:
+        raise TfsrError(
+            f"{spec} is an architecture without trained weights: train it (cli.py train {spec}) or import "
+            f"weights (cli.py import-weights), then pass the .keras file or run folder"
+        )
+    raise TfsrError(
+        f"model {spec!r} is not 'bicubic', an existing .keras/.tflite file or a run folder "
+        f"(registered architectures: {', '.join(known)})"
+    )
