@@ -4,6 +4,7 @@ Keras layers are named after the PyTorch state-dict prefixes, so each layer ``P`
 ``P.bias``. Layouts are transposed per layer type, and every conv that feeds a :class:`PixelShuffle` has its
 output channels permuted from PyTorch's ``c*r*r + i*r + j`` to TensorFlow's ``(i*r + j)*C + c`` order.
 Nothing is skipped silently: a missing, unexpected or mis-shaped key is an error naming it.
+``state_dict_from_model`` is the inverse: a Keras model's weights as a PyTorch-layout state dict.
 """
 from __future__ import annotations
 
@@ -68,7 +69,38 @@ def _to_keras(layer, kind: str, tensor: np.ndarray) -> np.ndarray:
         return tensor
     if isinstance(layer, layers.DepthwiseConv2D):
         return tensor.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-    return tensor.transpose(2, 3, 1, 0)  # Conv2d (out,in,kh,kw) and ConvTranspose2d (in,out,kh,kw)
+    # Conv2d (out,in,kh,kw) -> (kh,kw,in,out); ConvTranspose2d (in,out,kh,kw) -> Conv2DTranspose (kh,kw,out,in).
+    # Both frameworks define the transposed conv as the gradient of the same cross-correlation: no spatial flip.
+    return tensor.transpose(2, 3, 1, 0)
+
+
+def _to_torch(layer, kind: str, tensor: np.ndarray) -> np.ndarray:
+    if kind == "bias" or tensor.ndim != 4:
+        return tensor
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return tensor.transpose(2, 3, 0, 1)
+    return tensor.transpose(3, 2, 0, 1)
+
+
+def _weight_kinds(layer, weights: list) -> list[str]:
+    if len(weights) > 2:
+        raise TfsrError(f"layer {layer.name} has {len(weights)} weight tensors; the importer maps only weight/bias")
+    return ["weight", "bias"] if len(weights) == 2 else ["weight"]
+
+
+def state_dict_from_model(model: keras.Model) -> dict[str, np.ndarray]:
+    """The inverse of :func:`assign_state_dict`: ``model``'s weights as a PyTorch-layout state dict."""
+    shuffle_of = _layers_feeding_shuffle(model)
+    state = {}
+    for layer in model.layers:
+        weights = layer.get_weights()
+        for kind, value in zip(_weight_kinds(layer, weights), weights):
+            if layer.name in shuffle_of:
+                torch_order = np.empty_like(value)
+                torch_order[..., torch_shuffle_permutation(value.shape[-1], shuffle_of[layer.name])] = value
+                value = torch_order
+            state[f"{layer.name}.{kind}"] = np.ascontiguousarray(_to_torch(layer, kind, value))
+    return state
 
 
 def assign_state_dict(model: keras.Model, state: dict[str, np.ndarray], source: str = "checkpoint") -> None:
@@ -79,11 +111,8 @@ def assign_state_dict(model: keras.Model, state: dict[str, np.ndarray], source: 
         weights = layer.get_weights()
         if not weights:
             continue
-        kinds = ["weight", "bias"] if len(weights) == 2 else ["weight"]
-        if len(weights) > 2:
-            raise TfsrError(f"layer {layer.name} has {len(weights)} weight tensors; the importer maps only weight/bias")
         new = []
-        for kind, current in zip(kinds, weights):
+        for kind, current in zip(_weight_kinds(layer, weights), weights):
             key = f"{layer.name}.{kind}"
             if key not in state:
                 raise TfsrError(f"{source} is missing key {key!r} (needed by layer {layer.name})")

@@ -1,2 +1,2 @@
 """The model zoo: importing this package registers every architecture."""
-from tfsr.models import slwsr  # noqa: F401
+from tfsr.models import hfdn, lfn, litesrnet, rfdn, slwsr  # noqa: F401

@@ -54,6 +54,25 @@ def conv(x, filters: int, kernel_size: int = 3, **kwargs):
     return conv_layer(filters, kernel_size, x.shape[-1], **kwargs)(x)
 
 
+def transposed_conv_layer(filters: int, kernel: int, *, strides: int, name: str, activation=None,
+                          padding: str = "valid") -> layers.Conv2DTranspose:  # fmt: skip
+    """A Conv2DTranspose initialised as PyTorch's ConvTranspose2d.
+
+    PyTorch takes the fan-in from weight dim 1 = out_channels * k * k, the same fan Keras' VarianceScaling
+    computes for a (k, k, out, in) kernel, so the kaiming-uniform bound agrees.
+    """
+    return layers.Conv2DTranspose(
+        filters,
+        kernel,
+        strides=strides,
+        padding=padding,
+        activation=activation,
+        kernel_initializer=torch_kernel_init(),
+        bias_initializer=torch_bias_init(filters * kernel * kernel),
+        name=name,
+    )
+
+
 def depthwise_conv(x, kernel_size: int = 3, *, name: str | None = None, activation=None, use_bias: bool = False):
     fan_in = kernel_size * kernel_size  # one input channel per group
     return layers.DepthwiseConv2D(
