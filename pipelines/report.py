@@ -1,11 +1,14 @@
 """Plain-text, Markdown and JSON output shared by the pipelines."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
+
+from tfsr.errors import TfsrError
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool = False) -> str:
@@ -35,3 +38,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: object) -> None:
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def reported_write_errors(target: Path):
+    """A failed write (disk full, no permission) as one line; the atomic writers leave the previous file intact."""
+    try:
+        yield
+    except OSError as exc:
+        raise TfsrError(f"cannot write {target}: {exc.strerror or exc}; any previous {target.name} is unchanged") from None

@@ -44,3 +44,30 @@ def tiny_set(tmp_path, rng):
 
     images = {f"img{i}": imresize(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), 4) for i in range(2)}
     return make_benchmark(tmp_path / "Tiny", images)
+
+
+# ---------------------------------------------------------------------------------------------- robustness count
+# Tests marked ``bad_input`` or ``fault`` are counted and summed up in one line at the end of the session, the
+# number the README's robustness section quotes: "N bad inputs tried, M faults survived, 0 lost". The markers
+# are declared in pyproject.toml; a test of either kind that fails (in setup, call or teardown) counts as lost.
+ROBUSTNESS_MARKERS = ("bad_input", "fault")
+_robustness = {"bad_input": 0, "fault": 0, "lost": 0}
+
+
+def pytest_runtest_logreport(report):
+    marked = [m for m in ROBUSTNESS_MARKERS if m in report.keywords]
+    if not marked:
+        return
+    if report.failed:
+        _robustness["lost"] += 1
+    elif report.when == "call" and report.passed:
+        for marker in marked:
+            _robustness[marker] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _robustness["bad_input"] or _robustness["fault"] or _robustness["lost"]:
+        terminalreporter.write_line(
+            f"robustness: {_robustness['bad_input']} bad inputs tried, {_robustness['fault']} faults survived, "
+            f"{_robustness['lost']} lost"
+        )

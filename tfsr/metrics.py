@@ -37,7 +37,10 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     return float(10.0 * np.log10(data_range**2 / mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+SSIM_WINDOW = 11  # side of the Gaussian window: the smallest image SSIM can score
+
+
+def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()

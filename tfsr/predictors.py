@@ -60,8 +60,9 @@ def load_keras_model(path: str | Path):
         if "Lambda" in str(exc) or "safe_mode" in str(exc):
             raise TfsrError(f"model file {path} contains a Lambda layer (arbitrary code); tfsr refuses to load it") from None
         raise TfsrError(f"model file {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
-    except (OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise TfsrError(f"model file {path} cannot be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except Exception as exc:  # a damaged archive fails in zipfile, h5py, JSON or TensorFlow, in many ways
+        detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TfsrError(f"model file {path} cannot be loaded (damaged or not a tfsr model): {detail}") from None
 
 
 def model_scale(model) -> int:

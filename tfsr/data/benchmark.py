@@ -15,6 +15,7 @@ import numpy as np
 from tfsr.errors import TfsrError
 from tfsr.images import IMAGE_SUFFIXES, list_images, read_image
 from tfsr.imresize import imresize, modcrop
+from tfsr.metrics import SSIM_WINDOW
 
 DEFAULT_DATA_ROOT_ENV = "TFSR_DATA"
 
@@ -49,7 +50,7 @@ def resolve_data(arg: str, data_root: str | Path | None = None) -> Path:
     )
 
 
-def _find_lr_file(lr_dir: Path, stem: str, scale: int) -> Path | None:
+def find_lr_file(lr_dir: Path, stem: str, scale: int) -> Path | None:
     for candidate in (f"{stem}x{scale}", stem):
         for suffix in IMAGE_SUFFIXES:
             if (lr_dir / f"{candidate}{suffix}").is_file():
@@ -74,7 +75,7 @@ def load_benchmark(folder: str | Path, scale: int) -> BenchmarkSet:
         if min(hr.shape[:2]) < scale:
             raise TfsrError(f"HR image {hr_path} ({hr_data.rgb.shape[1]}x{hr_data.rgb.shape[0]}) is smaller than the scale {scale}")
         if use_lr_files:
-            lr_path = _find_lr_file(lr_dir, hr_path.stem, scale)
+            lr_path = find_lr_file(lr_dir, hr_path.stem, scale)
             if lr_path is None:
                 raise TfsrError(f"no LR image for {hr_path.name} in {lr_dir} (expected {hr_path.stem}x{scale}.png)")
             lr = read_image(lr_path).rgb
@@ -86,6 +87,12 @@ def load_benchmark(folder: str | Path, scale: int) -> BenchmarkSet:
                 )
         else:
             lr = imresize(hr, 1 / scale)
+        need = SSIM_WINDOW + 2 * scale  # the border of `scale` pixels is shaved before scoring
+        if min(hr.shape[:2]) < need:
+            raise TfsrError(
+                f"HR image {hr_path} is {hr.shape[1]}x{hr.shape[0]}: too small to score at x{scale} (SSIM needs at "
+                f"least {need}x{need} HR pixels); leave it out of the set"
+            )
         images.append(BenchmarkImage(hr_path.stem, lr, hr, hr_data.is_grey))
     name = folder.name if hr_dir != folder else hr_dir.name
     return BenchmarkSet(name, scale, images, "files" if use_lr_files else "bicubic")

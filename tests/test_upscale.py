@@ -1,0 +1,100 @@
+"""upscale: files and folders, image modes kept, EXIF, tiling, skips and no overwriting."""
+import errno
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_cli_foundation import invoke
+from tests.test_evaluate_cli import x2_model  # noqa: F401  (the fixture)
+from tfsr.imresize import imresize
+
+
+def test_fixed_shape_tflite_upscales_tile_by_tile_like_its_keras_model(tmp_path, rng, x2_model):
+    from tfsr.predictors import load_keras_model
+    from tfsr.tflite import ConvertOptions, convert
+
+    fixed = convert(load_keras_model(x2_model), ConvertOptions(mode="float32", io="float32", input_hw=(24, 24)))
+    (tmp_path / "fixed24.tflite").write_bytes(fixed)
+    Image.fromarray(imresize(rng.integers(0, 256, (10, 13, 3), dtype=np.uint8), 4)).save(tmp_path / "a.png")  # 52x40
+    for model in (x2_model, tmp_path / "fixed24.tflite"):
+        result = invoke("upscale", model, tmp_path / "a.png", "--out", tmp_path / model.suffix[1:])
+        assert result.exit_code == 0, result.output
+    keras_out, tflite_out = (np.asarray(Image.open(tmp_path / d / "a_x2.png"), dtype=int) for d in ("keras", "tflite"))
+    assert tflite_out.shape == (80, 104, 3) and np.abs(keras_out - tflite_out).max() <= 2
+
+
+def test_upscale_keeps_modes_and_upscales_alpha_with_bicubic(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgba = rng.integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(src / "rgba.png")
+    Image.fromarray(rgba[..., 0]).save(src / "grey.png")
+    Image.fromarray(rgba[..., :3]).convert("P").save(src / "palette.gif")
+    Image.fromarray((rgba[..., 0].astype(np.uint16) * 257)).save(src / "deep.png")  # 16-bit grey
+    result = invoke("upscale", "bicubic", src, "--scale", 3, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "4 written, 0 skipped (output exists; --overwrite replaces), 0 unreadable"
+    out = tmp_path / "out"
+    up = Image.open(out / "rgba_x3.png")
+    assert up.mode == "RGBA" and up.size == (30, 36)
+    np.testing.assert_array_equal(np.asarray(up)[..., 3], imresize(rgba[..., 3], 3))
+    np.testing.assert_array_equal(np.asarray(up)[..., :3], imresize(rgba[..., :3], 3))
+    grey = Image.open(out / "grey_x3.png")
+    assert grey.mode == "L"
+    np.testing.assert_array_equal(np.asarray(grey), imresize(rgba[..., 0], 3))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "deep_x3.png")), imresize(rgba[..., 0], 3))
+    assert Image.open(out / "palette_x3.png").mode == "RGB"
+    assert "[########################] 4/4" in result.stderr
+
+
+def test_upscale_respects_exif_orientation(tmp_path, rng):
+    img = Image.fromarray(rng.integers(0, 256, (8, 20, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "photo.jpg", exif=exif.tobytes())
+    result = invoke("upscale", "bicubic", tmp_path / "photo.jpg", "--scale", 2, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "photo_x2.png").size == (16, 40)  # displayed 8 wide, 20 tall
+
+
+def test_upscale_model_tiled_matches_untiled_and_never_overwrites(tmp_path, rng, x2_model):
+    lr = imresize(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8), 4)  # 40x48
+    Image.fromarray(lr).save(tmp_path / "my photo é.png")
+    whole = invoke("upscale", x2_model, tmp_path / "my photo é.png", "--out", tmp_path / "whole")
+    assert whole.exit_code == 0, whole.output
+    tiled = invoke("upscale", x2_model, tmp_path / "my photo é.png", "--out", tmp_path / "tiled", "--tile", 24,
+                   "--overlap", 8)  # fmt: skip
+    assert tiled.exit_code == 0, tiled.output
+    a, b = (np.asarray(Image.open(tmp_path / d / "my photo é_x2.png"), dtype=int) for d in ("whole", "tiled"))
+    assert a.shape == (80, 96, 3) and np.abs(a - b).max() <= 1
+    target = tmp_path / "whole" / "my photo é_x2.png"
+    target.write_bytes(b"previous")
+    again = invoke("upscale", x2_model, tmp_path / "my photo é.png", "--out", tmp_path / "whole")
+    assert again.exit_code == 0 and "0 written, 1 skipped" in again.stdout
+    assert target.read_bytes() == b"previous"
+    forced = invoke("upscale", x2_model, tmp_path / "my photo é.png", "--out", tmp_path / "whole", "--overwrite")
+    assert forced.exit_code == 0 and "1 written" in forced.stdout
+    np.testing.assert_array_equal(np.asarray(Image.open(target)), a)
+
+
+@pytest.mark.fault
+def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_output(tmp_path, rng, monkeypatch):
+    Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_x2.png").write_bytes(b"previous result")
+
+    def full_disk(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG half")  # a partial temporary file, as a full disk leaves it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    result = invoke("upscale", "bicubic", tmp_path / "a.png", "--scale", 2, "--out", out, "--overwrite")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'a_x2.png'}: No space left on device; any previous a_x2.png is unchanged"
+    )
+    assert (out / "a_x2.png").read_bytes() == b"previous result"
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"]  # the temporary file is gone
