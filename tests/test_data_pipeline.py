@@ -1,0 +1,179 @@
+"""The training input pipeline: sources, aligned crops, augmentation, determinism, LR cache, bad files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfsr.errors import TfsrError
+from tfsr.imresize import imresize
+
+SCALE = 2
+PATCH = 8
+
+
+def _save(path, array, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def _nearest_pair(rng, h, w):
+    """An LR image and its nearest-neighbour x2 HR: every aligned HR crop is the LR crop with pixels doubled."""
+    lr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return lr, np.repeat(np.repeat(lr, SCALE, axis=0), SCALE, axis=1)
+
+
+def _batches(source, config, count, skips=None):
+    from tfsr.data.patches import decoded_pairs, patch_dataset
+    from tfsr.data.sources import SkipLog
+
+    skips = skips if skips is not None else SkipLog(warn=lambda msg: None)
+    dataset = patch_dataset(decoded_pairs(source, config.lr_patch, skips), source.scale, config)
+    return [tuple(t.numpy() for t in b) for b in dataset.take(count)], skips
+
+
+@pytest.fixture
+def div2k_root(tmp_path, rng):
+    root = tmp_path / "DIV2K"
+    for i in range(3):
+        lr, hr = _nearest_pair(rng, 20 + 4 * i, 24)
+        _save(root / "DIV2K_train_HR" / f"{i + 1:04d}.png", hr)
+        _save(root / "DIV2K_train_LR_bicubic" / f"X{SCALE}" / f"{i + 1:04d}x{SCALE}.png", lr)
+    return root
+
+
+def test_div2k_layout_pairs_lr_files_and_crops_stay_aligned_through_augmentation(div2k_root):
+    from tfsr.data.patches import PatchConfig
+    from tfsr.data.sources import find_source
+
+    source = find_source(div2k_root, SCALE)
+    assert source.kind == "div2k" and len(source.images) == 3 and source.lr_cache is None
+    assert source.images[0].lr.name == "0001x2.png"
+    batches, skips = _batches(source, PatchConfig(PATCH, 4, crops_per_image=4, seed=3), 12)
+    assert not skips.skipped
+    orientations = set()
+    for lr, hr in batches:
+        assert lr.shape == (4, PATCH, PATCH, 3) and hr.shape == (4, 2 * PATCH, 2 * PATCH, 3)
+        assert lr.dtype == hr.dtype == np.float32
+        np.testing.assert_array_equal(np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2), hr)
+        orientations.update(_orientation(p) for p in lr)
+    assert len(orientations) > 4  # flips and transposes happen (up to 8 symmetries)
+
+
+def _orientation(patch):
+    """Which of the 8 symmetries of the source a crop shows is unknown, but distinct gradients differ: use
+    the sign pattern of the mean row/column differences and of the diagonal as a proxy."""
+    rows = np.sign(np.mean(np.diff(patch, axis=0)))
+    cols = np.sign(np.mean(np.diff(patch, axis=1)))
+    return rows, cols, bool(np.mean(patch[0, -1]) > np.mean(patch[-1, 0]))
+
+
+def test_same_seed_same_stream_other_seed_other_stream(div2k_root):
+    from tfsr.data.patches import PatchConfig
+    from tfsr.data.sources import find_source
+
+    source = find_source(div2k_root, SCALE)
+    first, _ = _batches(source, PatchConfig(PATCH, 2, crops_per_image=3, seed=7), 6)
+    again, _ = _batches(source, PatchConfig(PATCH, 2, crops_per_image=3, seed=7), 6)
+    other, _ = _batches(source, PatchConfig(PATCH, 2, crops_per_image=3, seed=8), 6)
+    for (a_lr, a_hr), (b_lr, b_hr) in zip(first, again):
+        np.testing.assert_array_equal(a_lr, b_lr)
+        np.testing.assert_array_equal(a_hr, b_hr)
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_hr_folder_lr_is_matlab_bicubic_cached_once(tmp_path, rng, monkeypatch):
+    from tfsr.data import sources
+    from tfsr.data.patches import PatchConfig
+
+    hr = imresize(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8), 4)  # 36 x 44, smooth
+    _save(tmp_path / "imgs" / "sub" / "a.png", hr)
+    source = sources.find_source(tmp_path / "imgs", SCALE, lr_cache=tmp_path / "cache")
+    assert source.kind == "folder" and source.lr_cache == tmp_path / "cache"
+    lr, hr_out = sources.load_pair(source.images[0], source, PATCH)
+    np.testing.assert_array_equal(lr, imresize(hr, 0.5))
+    cached = tmp_path / "cache" / "sub" / "ax2.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(cached)), lr)
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("LR recomputed despite the cache")
+
+    monkeypatch.setattr(sources, "imresize", no_resize)
+    batches, _ = _batches(source, PatchConfig(PATCH, 2, crops_per_image=2), 2)
+    assert batches[0][0].shape == (2, PATCH, PATCH, 3)
+
+
+def test_default_lr_cache_lives_outside_the_data(tmp_path, monkeypatch):
+    from tfsr.data.sources import default_lr_cache
+
+    monkeypatch.setenv("TFSR_CACHE", str(tmp_path / "c"))
+    path = default_lr_cache(tmp_path / "data", 4)
+    assert path.parent.parent == tmp_path / "c" / "lr" and path.name == "X4"
+    assert default_lr_cache(tmp_path / "other" / "data", 4) != path  # same folder name, other data
+
+
+def test_paired_folders_and_unknown_layouts(tmp_path, rng):
+    from tfsr.data.sources import find_source
+
+    lr, hr = _nearest_pair(rng, 16, 16)
+    _save(tmp_path / "p" / "HR" / "x.png", hr)
+    _save(tmp_path / "p" / "LR" / f"X{SCALE}" / "x.png", lr)
+    source = find_source(tmp_path / "p", SCALE)
+    assert source.kind == "paired" and source.images[0].lr == tmp_path / "p" / "LR" / "X2" / "x.png"
+    with pytest.raises(TfsrError, match="does not exist"):
+        find_source(tmp_path / "missing", SCALE)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TfsrError, match="holds no images"):
+        find_source(tmp_path / "empty", SCALE)
+
+
+@pytest.mark.bad_input
+def test_bad_files_are_skipped_by_name_and_odd_formats_are_used(tmp_path, rng):
+    from tfsr.data.patches import PatchConfig
+    from tfsr.data.sources import SkipLog, find_source
+
+    root = tmp_path / "set"
+    lr, hr = _nearest_pair(rng, 16, 16)
+    _save(root / "HR" / "good.png", hr)
+    _save(root / "LR" / "good.png", lr)
+    _save(root / "HR" / "grey.png", hr[..., 0])
+    _save(root / "LR" / "grey.png", lr[..., 0])
+    _save(root / "HR" / "rgba.png", np.dstack([hr, np.full(hr.shape[:2], 128, np.uint8)]))
+    _save(root / "LR" / "rgba.png", lr)
+    Image.fromarray(hr[..., 0].astype(np.uint16) * 257).save(root / "HR" / "deep16.png")
+    _save(root / "LR" / "deep16.png", lr[..., 0])
+    _save(root / "HR" / "small.png", hr[:10, :10])
+    _save(root / "LR" / "small.png", lr[:5, :5])
+    _save(root / "HR" / "mismatch.png", hr)
+    _save(root / "LR" / "mismatch.png", lr[:, :12])
+    (root / "HR" / "empty.png").write_bytes(b"")
+    (root / "HR" / "text.png").write_text("not an image")
+    full = (root / "HR" / "good.png").read_bytes()
+    (root / "HR" / "truncated.png").write_bytes(full[: len(full) // 2])
+
+    warnings = []
+    skips = SkipLog(warn=warnings.append)
+    source = find_source(root, SCALE)
+    batches, skips = _batches(source, PatchConfig(PATCH, 4, crops_per_image=2, seed=1), 10, skips)
+    skipped = {p.split("/")[-1]: reason for p, reason in skips.skipped.items()}
+    assert set(skipped) == {"small.png", "mismatch.png", "empty.png", "text.png", "truncated.png"}
+    assert "smaller than an HR patch of 16x16" in skipped["small.png"]
+    assert "12x16 but mismatch.png at x2 needs 16x16" in skipped["mismatch.png"]
+    assert "empty file" in skipped["empty.png"] and "damaged or truncated" in skipped["truncated.png"]
+    assert len(warnings) == 5 and all(w.startswith("warning: skipping ") for w in warnings)
+    assert len(batches) == 10  # training data keeps flowing from the 4 usable files
+    for lr_b, hr_b in batches:
+        np.testing.assert_array_equal(np.repeat(np.repeat(lr_b, 2, axis=1), 2, axis=2), hr_b)
+
+
+@pytest.mark.bad_input
+def test_no_usable_image_is_one_clear_error(tmp_path):
+    from pipelines.train import TrainConfig, run
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(TfsrError, match=r"no usable training image .* 1 skipped"):
+        run(TrainConfig("slwsr16", 2, data=str(tmp_path / "d"), steps=1, batch_size=1, patch_size=8,
+                        out=str(tmp_path / "run"), val_data="none", lr_cache=str(tmp_path / "c")), log=lambda m: None)
+    assert not (tmp_path / "run").exists()  # a failed start leaves no run folder behind

@@ -1,0 +1,136 @@
+"""Training: a tiny end-to-end run whose folder `evaluate` accepts, resume, NaN stop, mixed precision and XLA."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfsr.errors import TfsrError
+from tfsr.imresize import imresize
+
+SCALE = 2
+
+
+def quiet(msg):
+    pass
+
+
+@pytest.fixture
+def train_dir(tmp_path, rng):
+    """Three smooth 48x48 HR images in a plain folder (LR made by bicubic, cached under tmp_path)."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(imresize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), 4)).save(folder / f"t{i}.png")
+    return folder
+
+
+def tiny_config(train_dir, out, val, **overrides):
+    from pipelines.train import TrainConfig
+
+    settings = dict(model="slwsr16", scale=SCALE, data=str(train_dir), steps=4, steps_per_epoch=2, batch_size=2,
+                    patch_size=12, out=str(out), val_data=str(val), lr_cache=str(Path(out).parent / "lrcache"),
+                    crops_per_image=4, verbose=0)  # fmt: skip
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _csv_rows(run):
+    with open(run / "logs" / "train.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_writes_a_folder_evaluate_scores_identically_and_resumes(tmp_path, train_dir, tiny_set):
+    from pipelines.evaluate import EvaluateConfig
+    from pipelines.evaluate import run as evaluate
+    from pipelines.train import run
+
+    out = tmp_path / "run"
+    result = run(tiny_config(train_dir, out, tiny_set), log=quiet)
+    assert sorted(p.name for p in out.iterdir()) == ["backup", "config.json", "logs", "metrics.json", "model.keras"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"] == {
+        "batch_size": 2, "lr_patch": 12, "hr_patch": 24, "learning_rate": 1e-4, "loss": "l1", "steps_per_epoch": 2,
+        "epochs": 2, "total_steps": 4, "halve_every": 200_000, "adam_betas": [0.9, 0.999], "adam_epsilon": 1e-8,
+    }  # fmt: skip  (s-LWSR's recipe: L1, Adam 1e-4, halved every 200 epochs of 1000 iterations)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == result.metrics
+    assert metrics["steps"] == 4 and metrics["finished"] and metrics["epochs_this_run"] == 2
+    rows = _csv_rows(out)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    best = max(rows, key=lambda r: float(r["val_psnr_y"]))
+    assert metrics["best"]["psnr_y"] == pytest.approx(float(best["val_psnr_y"]), abs=1e-9)
+
+    # The run folder is what `cli.py evaluate` takes; its score is the best epoch's validation score exactly.
+    scores = evaluate(EvaluateConfig([str(out)], [str(tiny_set)], scale=SCALE), log=quiet).scores["run"]["Tiny"]
+    assert scores.psnr_y == pytest.approx(metrics["best"]["psnr_y"], abs=1e-6)
+    assert scores.ssim_y == pytest.approx(metrics["best"]["ssim_y"], abs=1e-6)
+
+    # Resuming with a larger budget continues from the backup: 2 more steps, one more epoch.
+    again = run(tiny_config(train_dir, out, tiny_set, steps=6), log=quiet)
+    assert again.metrics["resumed_from_step"] == 4
+    assert again.metrics["steps"] == 6 and again.metrics["epochs_this_run"] == 1
+    assert [r["epoch"] for r in _csv_rows(out)] == ["0", "1", "2"]
+    assert again.metrics["best"]["psnr_y"] >= metrics["best"]["psnr_y"]
+    with pytest.raises(TfsrError, match="trained with --steps-per-epoch 2, not 3: resume with the same value"):
+        run(tiny_config(train_dir, out, tiny_set, steps=9, steps_per_epoch=3), log=quiet)
+
+
+@pytest.mark.fault
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, train_dir, tiny_set, monkeypatch):
+    from pipelines.train import run
+    from tfsr.keras import tf
+    from tfsr.predictors import load_keras_model
+    from tfsr.training import losses
+    from tfsr.training.callbacks import backed_up_step
+
+    calls = tf.Variable(0, dtype=tf.int64)
+
+    def l1_then_nan(y_true, y_pred):  # finite for 4 steps, then NaN, as a diverging run
+        calls.assign_add(1)
+        return losses.l1(y_true, y_pred) + tf.where(calls > 4, np.nan, 0.0)
+
+    monkeypatch.setitem(losses.LOSSES, "l1", l1_then_nan)
+    out = tmp_path / "run"
+    with pytest.raises(TfsrError, match=rf"NaN or infinite at step 5; kept {out / 'model.keras'} from step 4"):
+        run(tiny_config(train_dir, out, tiny_set, steps=8), log=quiet)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped_on_non_finite_loss_at_step"] == 5 and not metrics["finished"]
+    assert metrics["best"]["step"] == 4
+    model = load_keras_model(out / "model.keras")
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert backed_up_step(out / "backup") == 4  # the backup holds the last finite state, not the diverged one
+
+
+@pytest.mark.slow
+def test_mixed_precision_with_xla_builds_and_trains_a_step(tmp_path, train_dir):
+    from pipelines.train import run
+    from tfsr.keras import keras
+    from tfsr.predictors import load_keras_model
+
+    out = tmp_path / "mixed_xla"
+    result = run(tiny_config(train_dir, out, "none", steps=1, steps_per_epoch=1, mixed_precision=True, xla=True), log=quiet)
+    assert result.metrics["steps"] == 1 and np.isfinite(result.metrics["last"]["loss"])
+    model = load_keras_model(out / "model.keras")
+    assert model.layers[-1].compute_dtype == "float16" and model.layers[-1].variable_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy does not leak
+
+
+def test_multi_output_model_trains_every_output_and_saves_the_final_one(tmp_path, train_dir, tiny_set):
+    from pipelines.train import run
+    from tfsr.predictors import load_keras_model
+    from tfsr.registry import get_spec
+
+    assert get_spec("hfdn").recipe.loss == "l1+ssim" and "training_outputs" in get_spec("hfdn").options()
+    out = tmp_path / "hfdn"
+    result = run(tiny_config(train_dir, out, tiny_set, model="hfdn", steps=1, steps_per_epoch=1), log=quiet)
+    assert json.loads((out / "config.json").read_text())["resolved"]["loss"] == "l1+ssim"
+    losses = {k for k in result.metrics["last"] if k.endswith("_loss")}
+    assert len(losses) == 4  # one L1 + SSIM term per SR output (final, shallow, middle, deep)
+    model = load_keras_model(out / "model.keras")
+    assert len(model.outputs) == 1 and model.output_shape == (None, None, None, 3)
+    assert result.metrics["best"]["psnr_y"] > 0

@@ -1,0 +1,1 @@
+"""Training parts: losses, callbacks (validation, best model, guarded backup, NaN stop), strategies."""
