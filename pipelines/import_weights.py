@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tfsr.errors import TfsrError
 from tfsr.registry import build_model
-from tfsr.training.callbacks import save_model_atomic
+from tfsr.atomic import save_model_atomic
 from tfsr.weights import assign_state_dict, load_state_dict
 
 

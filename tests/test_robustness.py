@@ -317,7 +317,7 @@ def test_fuzz_tflite_loader(tmp_path):
 
 @pytest.mark.fault
 def test_disk_full_while_writing_results_keeps_the_previous_file(tiny_set, tmp_path, monkeypatch):
-    import pipelines.report
+    import tfsr.atomic
 
     previous = tmp_path / "r.json"
     previous.write_text('{"previous": true}\n')
@@ -325,8 +325,8 @@ def test_disk_full_while_writing_results_keeps_the_previous_file(tiny_set, tmp_p
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pipelines.report.os, "replace", full_disk)
+    monkeypatch.setattr(tfsr.atomic.os, "replace", full_disk)
     result = invoke("evaluate", "bicubic", "--scale", 2, "--data", tiny_set, "--json", previous)
     assert_one_line_error(result, f"cannot write {previous}: No space left on device; any previous r.json is unchanged")
     assert previous.read_text() == '{"previous": true}\n'
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".r.json.")] == []  # no temporary left

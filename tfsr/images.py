@@ -1,8 +1,6 @@
 """Reading and writing images, with errors that name the file."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from tfsr.atomic import atomic_path
 from tfsr.errors import TfsrError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -72,20 +71,13 @@ def read_image(path: str | Path) -> ImageData:
 
 def write_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None, grey: bool = False) -> None:
     """Write a uint8 image atomically (temporary file, then rename): never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if grey:
         data = rgb[..., 0] if alpha is None else np.stack([rgb[..., 0], alpha], axis=-1)
     else:
         data = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=-1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        Image.fromarray(np.ascontiguousarray(data)).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(data)).save(tmp, format=fmt)
 
 
 def list_images(folder: str | Path) -> list[Path]:

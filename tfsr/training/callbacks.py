@@ -3,32 +3,17 @@ a backup that never stores a diverged state, and a NaN/Inf stop that reports whe
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from tfsr.atomic import save_model_atomic
 from tfsr.data.benchmark import BenchmarkSet
 from tfsr.evaluation import evaluate_set
 from tfsr.keras import keras, tf
 from tfsr.predictors import KerasPredictor
-
-
-def save_model_atomic(model, path: str | Path) -> None:
-    """Save a ``.keras`` file through a temporary file and a rename: a crash never leaves a half-written model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _finite(logs) -> bool:
