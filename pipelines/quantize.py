@@ -1,0 +1,253 @@
+"""`cli.py quantize`: a trained Keras model -> an int8 .tflite, its op audit and its measured quality drop.
+
+Writes ``FILE.tflite`` atomically (a temporary file renamed into place: a killed run leaves the previous output
+intact and no partial file) and next to it ``FILE.json`` and ``FILE.txt``: sizes (raw, gzip), ops, and
+Y-PSNR / Y-SSIM of the float Keras model, the float TFLite model and the int8 TFLite model on the benchmark sets.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+from pipelines.report import format_table, write_json, write_text_atomic
+from tfsr.atomic import atomic_path
+from tfsr.data.benchmark import load_benchmark
+from tfsr.errors import TfsrError
+from tfsr.evaluation import evaluate_set
+from tfsr.predictors import RUN_MODEL_FILE, KerasPredictor, load_keras_model, model_scale
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_SETS = ("Set5", "Set14")
+METHODS = ("ptq", "qat")
+TARGETS = ("generic", "edgetpu", "nnapi")
+EDGETPU_DEFAULT_HW = (64, 64)
+
+
+@dataclass
+class QuantizeConfig:
+    model: str | None = None  # a .keras file or a run folder; None: the newest run under runs_dir
+    method: str = "ptq"
+    prune: float | None = None
+    target: str = "generic"
+    input_size: str | None = None  # "HxW": a fixed-shape export
+    io: str = "int8"
+    calib_data: str | None = None
+    calib_count: int = 200
+    patch: int = 48  # LR patch size for calibration and fine-tuning
+    epochs: int = 1
+    steps: int = 200  # fine-tuning steps per epoch (QAT, pruning)
+    batch: int = 16
+    out: str | None = None
+    strict: bool = False
+    data: list[str] = field(default_factory=list)  # benchmark folders; default Set5 + Set14 from ../shared/data
+    runs_dir: str = "saved_models"
+    threads: int = 2
+    per_channel: bool = True
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise TfsrError(f"--input-size must be HxW in LR pixels (e.g. 64x64), not {text!r}")
+    h, w = (int(p) for p in parts)
+    if h < 1 or w < 1:
+        raise TfsrError(f"--input-size must be at least 1x1 LR pixels, not {text!r}")
+    return h, w
+
+
+def latest_run(runs_dir: str | Path) -> Path:
+    runs = Path(runs_dir)
+    candidates = [p for p in runs.glob("*/") if (p / RUN_MODEL_FILE).is_file()] if runs.is_dir() else []
+    if not candidates:
+        raise TfsrError(f"no MODEL given and no run folder holding {RUN_MODEL_FILE} under {runs}/: train one or name a .keras file")
+    return max(candidates, key=lambda p: (p / RUN_MODEL_FILE).stat().st_mtime)
+
+
+def resolve_model(config: QuantizeConfig) -> Path:
+    path = Path(config.model) if config.model else latest_run(config.runs_dir)
+    if path.is_dir():
+        if not (path / RUN_MODEL_FILE).is_file():
+            raise TfsrError(f"run folder {path} holds no {RUN_MODEL_FILE}")
+        return path / RUN_MODEL_FILE
+    if path.suffix != ".keras":
+        raise TfsrError(f"MODEL {path} must be a .keras file or a run folder holding {RUN_MODEL_FILE}")
+    return path
+
+
+def default_out(model_path: Path, config: QuantizeConfig) -> Path:
+    stem = "model" if model_path.name == RUN_MODEL_FILE else model_path.stem
+    prune = f"_p{round(config.prune * 100)}" if config.prune else ""
+    return model_path.parent / f"{stem}_{config.method}{prune}_{config.target}_int8.tflite"
+
+
+def validate(config: QuantizeConfig) -> tuple[int, int] | None:
+    """Every option checked before any slow work starts; returns the fixed input size, if any."""
+    from tfsr.tflite import IO_TYPES
+
+    for name, value, allowed in (("--method", config.method, METHODS), ("--target", config.target, TARGETS),
+                                 ("--io", config.io, IO_TYPES)):  # fmt: skip
+        if value not in allowed:
+            raise TfsrError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    if config.prune is not None:
+        from tfsr.quantization.pruning import check_sparsity
+
+        check_sparsity(config.prune)
+    for name, value in (("--epochs", config.epochs), ("--steps", config.steps), ("--calib-count", config.calib_count),
+                        ("--patch", config.patch)):  # fmt: skip
+        if value < 1:
+            raise TfsrError(f"{name} must be at least 1, not {value}")
+    hw = parse_size(config.input_size)
+    if config.target == "edgetpu" and hw is None:
+        hw = EDGETPU_DEFAULT_HW  # the Edge TPU needs a static shape
+    return hw
+
+
+def with_output_clip(model):
+    """The model with its output clipped to [0, 255] inside the graph (unless it already ends with that clip)."""
+    from tfsr.keras import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.ReLU) and last.max_value is not None and float(last.max_value) == 255.0:
+        return model
+    clipped = keras.layers.ReLU(max_value=255.0, name="clip_output")(model.output)
+    return keras.Model(model.input, clipped, name=model.name)
+
+
+def benchmark_folders(config: QuantizeConfig) -> list[Path]:
+    if config.data:
+        return [Path(d) for d in config.data]
+    if not SHARED_DATA.is_dir():
+        raise TfsrError(f"no default benchmark data ({SHARED_DATA} is absent): pass --data FOLDER")
+    return [SHARED_DATA / s for s in DEFAULT_SETS]
+
+
+def calibration_folder(config: QuantizeConfig) -> Path:
+    if config.calib_data:
+        return Path(config.calib_data)
+    default = SHARED_DATA / "train291"
+    if not default.is_dir():
+        raise TfsrError(f"no default calibration images ({default} is absent): pass --calib-data FOLDER")
+    return default
+
+
+@dataclass
+class QuantizeResult:
+    out: Path
+    summary: dict
+
+    def table(self) -> str:
+        s = self.summary
+        rows = [[kind, f"{size['raw']:,}", f"{size['gzip']:,}"] for kind, size in s["sizes"].items()]
+        text = [format_table(["file", "bytes", "gzip bytes"], rows)]
+        sets = list(s["scores"]["int8 tflite"])
+        headers = ["model"] + [f"{d} PSNR/SSIM" for d in sets]
+        rows = [[m] + [f"{per[d]['psnr_y']:.3f} / {per[d]['ssim_y']:.4f}" for d in sets] for m, per in s["scores"].items()]
+        rows.append(["drop (float keras - int8)"] + [f"{s['drop_db'][d]:.3f} dB" for d in sets])
+        text += ["", format_table(headers, rows), "", f"ops: {s['audit']['summary']}"]
+        if s.get("edgetpu_compiler"):
+            text.append(f"edgetpu_compiler: {s['edgetpu_compiler']}")
+        return "\n".join(text)
+
+
+def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> QuantizeResult:
+    input_hw = validate(config)
+    model_path = resolve_model(config)
+    benches_dirs = benchmark_folders(config)
+    calib_dir = calibration_folder(config)
+    out = Path(config.out) if config.out else default_out(model_path, config)
+    if out.suffix != ".tflite":
+        raise TfsrError(f"--out {out} must end in .tflite")
+
+    from tfsr import tflite
+    from tfsr.quantization.data import patch_pairs
+
+    started = time.time()
+    model = with_output_clip(load_keras_model(model_path))
+    scale = model_scale(model)
+    benches = [load_benchmark(d, scale) for d in benches_dirs]
+    if config.target == "edgetpu":
+        from tfsr.quantization.edgetpu import edgetpu_rewrite
+
+        model = edgetpu_rewrite(model)
+    patch = input_hw or (config.patch, config.patch)  # a fixed-shape graph calibrates on its own shape
+    log(f"sampling {config.calib_count} LR/HR patch pairs ({patch[1]}x{patch[0]} LR) from {calib_dir}")
+    pairs = patch_pairs(calib_dir, config.calib_count, patch, scale)
+    steps = config.epochs * config.steps
+    sparsity = None
+    if config.prune:
+        from tfsr.quantization.pruning import kernel_sparsity, prune
+
+        model = prune(model, pairs, config.prune, steps, config.batch, log=log)
+    if config.method == "qat":
+        from tfsr.quantization.configs import quantize_model
+        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, fine_tune
+
+        qmodel = quantize_model(model, preserve_sparsity=bool(config.prune))
+        calibration = calibrate_ranges(qmodel, pairs.lr[:32])
+        log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
+        fine_tune(qmodel, pairs, steps, config.batch, log=log)
+        copy_float_weights(qmodel, model)  # float scores below are of the fine-tuned weights
+        int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
+        # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
+        int8_model, representative = qmodel, list(pairs.lr)
+    else:
+        int8_options = tflite.ConvertOptions("int8", config.io, input_hw, config.per_channel)
+        int8_model, representative = model, list(pairs.lr)
+    log(f"converting to int8 ({int8_options.mode}, {config.io} I/O, input {input_hw or 'dynamic'})")
+    int8_bytes = tflite.convert(int8_model, int8_options, representative)
+    float_bytes = tflite.convert(model, tflite.ConvertOptions("float32", "float32", input_hw))
+    if config.prune:
+        sparsity = kernel_sparsity(model)
+    audit = tflite.audit_ops(int8_bytes, config.target)
+    if config.strict and audit.problems:
+        raise TfsrError(f"--strict: the {config.target} op audit of {out.name} found: {'; '.join(audit.problems)}")
+    with atomic_path(out, suffix=".tmp") as tmp:  # a killed run leaves no partial .tflite, the old one intact
+        tmp.write_bytes(int8_bytes)
+    log(f"wrote {out} ({len(int8_bytes):,} bytes)")
+
+    compiler = None
+    if config.target == "edgetpu":
+        from tfsr.quantization.edgetpu import run_edgetpu_compiler
+
+        result = run_edgetpu_compiler(out)
+        compiler = result.log.strip().splitlines()[-1] if result.log.strip() else ""
+        log(f"edgetpu_compiler: {compiler}")
+
+    predictors = {
+        "float keras": KerasPredictor(model, scale, "float keras"),
+        "float tflite": tflite.tiled_if_fixed(tflite.TFLitePredictor(float_bytes, "float tflite", scale, config.threads)),
+        "int8 tflite": tflite.tiled_if_fixed(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads)),
+    }
+    scores = {}
+    for label, predictor in predictors.items():
+        for bench in benches:
+            log(f"evaluating {label} on {bench.name} x{scale}")
+            scores.setdefault(label, {})[bench.name] = evaluate_set(predictor, bench).to_json()
+    summary = {
+        "model": str(model_path),
+        "out": str(out),
+        "config": asdict(config),
+        "scale": scale,
+        "input_hw": list(input_hw) if input_hw else None,
+        "sizes": {
+            "float32 tflite": {"raw": len(float_bytes), "gzip": tflite.gzip_size(float_bytes)},
+            "int8 tflite": {"raw": len(int8_bytes), "gzip": tflite.gzip_size(int8_bytes)},
+        },
+        "kernel_sparsity": sparsity,
+        "audit": {**audit.to_json(), "summary": audit.summary()},
+        "edgetpu_compiler": compiler,
+        "scores": {m: {d: {k: v for k, v in s.items() if k != "per_image"} for d, s in per.items()} for m, per in scores.items()},
+        "drop_db": {b.name: scores["float keras"][b.name]["psnr_y"] - scores["int8 tflite"][b.name]["psnr_y"] for b in benches},
+        "seconds": round(time.time() - started, 1),
+    }
+    result = QuantizeResult(out, summary)
+    write_json(out.with_suffix(".json"), summary)
+    write_text_atomic(out.with_suffix(".txt"), result.table() + "\n")
+    return result
+

@@ -1,0 +1,181 @@
+"""Quantization benchmark: E-RFDN (official weights) float vs int8 on Set5 x4, remedies, latency, QAT.
+
+    nice -n 10 python scripts/bench_quantization.py --json saved_models/bench_quantization.json
+
+Each step appends to the JSON as soon as it is measured, so a bounded run still reports what it finished.
+Steps (``--steps`` picks some): float, ptq (the issue's baseline: 200 real 48x48 patches, uint8 I/O, output
+clipped), per-layer (QuantizationDebugger: the layers that lose most), remedies (calibration size and patch size,
+per-tensor weights, attention ops kept in float, 16x8), latency (float32 vs int8 TFLite, XNNPACK, same threads),
+qat (calibrated ranges, then ``--qat-steps`` Adam/L1 steps).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tfsr.data.benchmark import load_benchmark  # noqa: E402
+from tfsr.evaluation import evaluate_set  # noqa: E402
+from tfsr.predictors import KerasPredictor  # noqa: E402
+from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+STEPS = ("float", "ptq", "per-layer", "remedies", "latency", "qat")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def build_erfdn():
+    from tfsr.registry import build_model
+    from tfsr.weights import assign_state_dict, load_state_dict
+
+    model = build_model("erfdn", 4, clip_output=True)
+    assign_state_dict(model, load_state_dict(SHARED / "weights" / "erfdn_x4_official.npz"))
+    return model
+
+
+def load_model(spec: str):
+    if spec == "erfdn":
+        return build_erfdn()
+    from pipelines.quantize import resolve_model, with_output_clip, QuantizeConfig
+    from tfsr.predictors import load_keras_model
+
+    return with_output_clip(load_keras_model(resolve_model(QuantizeConfig(model=spec))))
+
+
+def latency_ms(data: bytes, lr_hw: tuple[int, int], threads: int, runs: int) -> float:
+    predictor = TFLitePredictor(data, "bench", threads=threads)
+    image = np.random.default_rng(0).integers(0, 256, (*lr_hw, 3), dtype=np.uint8)
+    predictor(image)  # warm-up: allocation, XNNPACK packing
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        predictor(image)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="erfdn", help="erfdn (official weights) or a .keras file / run folder")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--calib", type=int, default=200)
+    parser.add_argument("--qat-steps", type=int, default=300)
+    parser.add_argument("--qat-batch", type=int, default=8)
+    parser.add_argument("--qat-lr", type=float, default=1e-5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--latency-size", default="180x320", help="LR HxW for latency (x4 -> 720x1280)")
+    parser.add_argument("--latency-runs", type=int, default=5)
+    parser.add_argument("--json", default=str(ROOT / "saved_models" / "bench_quantization.json"))
+    args = parser.parse_args(argv)
+
+    from tfsr.quantization.data import patch_pairs
+
+    results: dict = {"model": args.model, "command": " ".join(sys.argv), "threads": args.threads}
+    out = Path(args.json)
+
+    def save():
+        from pipelines.report import write_json
+
+        write_json(out, results)
+
+    model = load_model(args.model)
+    bench = load_benchmark(SHARED / "data" / "Set5", 4)
+    train = SHARED / "data" / "train291"
+    calib = patch_pairs(train, args.calib, 48, 4, seed=0)
+    log(f"{model.name}: {model.count_params():,} params; {len(calib.lr)} calibration patches")
+
+    def score(predictor) -> float:
+        return round(evaluate_set(predictor, bench).psnr_y, 4)
+
+    def measure(name: str, data: bytes, **extra) -> None:
+        psnr = score(TFLitePredictor(data, name, 4, args.threads))
+        entry = {"set5_psnr_y": psnr, "drop_db": round(results["float_keras_set5"] - psnr, 4), "bytes": len(data),
+                 "gzip_bytes": gzip_size(data), "problems": audit_ops(data).problems[:5], **extra}  # fmt: skip
+        results.setdefault("int8", {})[name] = entry
+        log(f"{name}: Set5 {psnr:.4f} dB (drop {entry['drop_db']:.4f})")
+        save()
+
+    results["float_keras_set5"] = score(KerasPredictor(model, 4, "float"))
+    log(f"float Keras Set5 x4: {results['float_keras_set5']}")
+    float_bytes = convert(model, ConvertOptions("float32", "float32"))
+    results["float_tflite_set5"] = score(TFLitePredictor(float_bytes, "float", 4, args.threads))
+    save()
+    stock = ConvertOptions("int8", "uint8")
+    representative = list(calib.lr)
+    stock_bytes = None
+    if "ptq" in args.steps or "latency" in args.steps:
+        stock_bytes = convert(model, stock, representative)
+        measure("ptq stock (200 patches 48x48, per-channel, uint8 I/O)", stock_bytes)
+
+    if "per-layer" in args.steps:
+        from tfsr.quantization.debug import layer_errors
+
+        rows = layer_errors(model, stock, representative, representative[:16])
+        worst_nodes = [r.node for r in rows[:8]]
+        results["per_layer_worst"] = [r.to_json() for r in rows[:12]]
+        by_op: dict[str, list[float]] = {}
+        for r in rows:
+            by_op.setdefault(r.op, []).append(r.rmse_over_scale)
+        results["per_op_mean_rmse_over_scale"] = {k: round(float(np.mean(v)), 4) for k, v in by_op.items()}
+        log("worst layers: " + "; ".join(f"{r.op} {r.tensor} rmse {r.rmse:.3f}" for r in rows[:6]))
+        save()
+
+    if "remedies" in args.steps:
+        from tfsr.quantization.debug import selectively_quantized
+
+        # Most informative first, so that a bounded run still answers the per-layer report's question.
+        if "per-layer" in args.steps:
+            measure("8 worst layers of the per-layer report in float", selectively_quantized(
+                model, stock, representative, float_nodes=worst_nodes), nodes=worst_nodes)  # fmt: skip
+        measure("16x8 (int16 activations, int8 weights)", convert(model, ConvertOptions("int16x8", "float32"), representative))
+        measure("per-tensor weights", convert(model, ConvertOptions("int8", "uint8", per_channel=False), representative))
+        measure("attention in float (MUL, LOGISTIC, RESIZE_BILINEAR)",
+                selectively_quantized(model, stock, representative, float_ops=["MUL", "LOGISTIC", "RESIZE_BILINEAR"]))
+        large = patch_pairs(train, args.calib // 2, 64, 4, seed=2)
+        measure("calibration on 64x64 patches (100)", convert(model, stock, list(large.lr)))
+        big = patch_pairs(train, 4 * args.calib, 48, 4, seed=1)
+        measure("calibration x4 (800 patches 48x48)", convert(model, stock, list(big.lr)))
+
+    if "latency" in args.steps:
+        hw = tuple(int(v) for v in args.latency_size.split("x"))
+        f_ms = latency_ms(float_bytes, hw, args.threads, args.latency_runs)
+        i_ms = latency_ms(stock_bytes, hw, args.threads, args.latency_runs)
+        results["latency"] = {"lr_hw": list(hw), "threads": args.threads, "runs": args.latency_runs,
+                              "float32_ms": round(f_ms, 1), "int8_ms": round(i_ms, 1), "speedup": round(f_ms / i_ms, 2)}  # fmt: skip
+        log(f"latency {hw}: float32 {f_ms:.0f} ms, int8 {i_ms:.0f} ms ({f_ms / i_ms:.2f}x)")
+        save()
+
+    if "qat" in args.steps:
+        from tfsr.quantization.configs import quantize_model
+        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, fine_tune
+
+        pairs = patch_pairs(train, max(args.calib, 4 * args.qat_batch), 48, 4, seed=3)
+        started = time.time()
+        qmodel = quantize_model(model)
+        calibration = calibrate_ranges(qmodel, pairs.lr[:32], passes=8)
+        results["qat_range_calibration"] = {"passes": calibration.passes, "final_change": calibration.final_change}
+        data = convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative)
+        measure("qat 0 steps (calibrated ranges only)", data)
+        fine_tune(qmodel, pairs, args.qat_steps, batch=args.qat_batch, learning_rate=args.qat_lr, log=log)
+        copy_float_weights(qmodel, model)  # the drop compares float and int8 of the same fine-tuned weights
+        results["float_keras_set5"] = results["float_keras_set5_after_qat"] = score(KerasPredictor(model, 4, "float"))
+        measure(f"qat {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g}, L1)",
+                convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative),
+                seconds=round(time.time() - started))  # fmt: skip
+    log(f"wrote {out}")
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""QAT configs for every custom layer, range calibration, QAT export, pruning, the Edge TPU rewrite."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfsr.keras import keras, layers, tf
+from tfsr.layers import PixelShuffle
+from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size
+from test_tflite import psnr, smooth_image, tiny_sr
+
+tfmot = pytest.importorskip("tensorflow_model_optimization")
+
+from tfsr.quantization import configs  # noqa: E402
+from tfsr.quantization.data import PatchPairs  # noqa: E402
+from tfsr.quantization.edgetpu import edgetpu_rewrite, shuffle_kernel  # noqa: E402
+from tfsr.quantization.qat import calibrate_ranges, fine_tune, range_variables  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    from tfsr.imresize import imresize
+
+    rng = np.random.default_rng(7)
+    hr = np.stack([smooth_image(rng, 32, 32) for _ in range(16)])
+    lr = np.stack([imresize(h, 0.5) for h in hr])
+    return PatchPairs(lr.astype(np.float32), hr.astype(np.float32))
+
+
+def every_layer_model() -> keras.Model:
+    """A small model using every tfsr custom layer and the stock layers tfmot does not cover by default."""
+    from tfsr import layers as tl
+
+    lr = keras.Input((None, None, 3))
+    x = tl.MeanShift(-1)(lr)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    y = layers.Conv2D(8, 3, strides=2, padding="valid")(x)
+    y = tl.ResizeLike()([y, x])
+    gate = layers.Conv2D(8, 1, activation="sigmoid")(tl.ContrastPooling()(x))
+    x = layers.Multiply()([x, gate])
+    spatial = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(tl.ChannelMeanMax()(x))
+    x = layers.Multiply()([x, spatial])
+    x = layers.Add()([tl.LearnableScalar()(x), y])
+    x = layers.Average()([x, layers.LeakyReLU(0.05)(y)])
+    x = layers.Conv2D(12, 3, padding="same")(x)
+    x = tl.MeanShift(+1)(PixelShuffle(2)(x))
+    return keras.Model(lr, layers.ReLU(max_value=255.0)(x))
+
+
+def test_every_custom_layer_has_a_quantize_config():
+    assert set(configs.custom_layer_classes()) == set(configs.CUSTOM_LAYER_CONFIGS)
+
+
+def test_qat_clones_every_custom_layer():
+    model = every_layer_model()
+    qmodel = configs.quantize_model(model)
+    wrapped = {type(l.layer).__name__ for l in qmodel.layers if hasattr(l, "layer")}
+    assert set(configs.custom_layer_classes()) <= wrapped
+    x = smooth_image(np.random.default_rng(0), 20, 20)[None].astype(np.float32)
+    assert qmodel(x).shape == model(x).shape == (1, 40, 40, 3)
+
+
+def test_range_calibration_converges_and_qat_export_matches(pairs):
+    model = tiny_sr(2)
+    qmodel = configs.quantize_model(model)
+    ranges = range_variables(qmodel)
+    assert ranges and max(abs(float(v.numpy())) for v in ranges) == 6.0  # tfmot starts at [-6, 6]
+    calibration = calibrate_ranges(qmodel, pairs.lr, passes=6)
+    input_max = [v for v in ranges if v.name.startswith("quantize_layer") and v.name.endswith("_max:0")][0]
+    assert float(input_max.numpy()) > 200  # the LR pixels' real range, not 6
+    assert calibration.final_change < 0.05
+    x = pairs.lr[:4]
+    assert psnr(qmodel(x), model(x)) > 40.0
+    losses = fine_tune(qmodel, pairs, steps=4, batch=4, log=lambda m: None)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    data = convert(qmodel, ConvertOptions("int8-qat", "int8"))
+    audit = audit_ops(data)
+    assert audit.input_types == ["INT8"] and audit.problems == []
+    image = pairs.lr[0].astype(np.uint8)
+    assert psnr(TFLitePredictor(data, "qat")(image), qmodel(image[None].astype(np.float32))[0]) > 40.0
+
+
+def test_edgetpu_rewrite_is_exact():
+    rng = np.random.default_rng(0)
+    for r, channels in ((2, 3), (3, 4), (4, 3)):
+        x = tf.constant(rng.normal(size=(1, 5, 7, channels * r * r)).astype(np.float32) * 100)
+        deconv = layers.Conv2DTranspose(channels, r, strides=r, use_bias=False)
+        deconv.build(x.shape)
+        deconv.set_weights([shuffle_kernel(channels, r)])
+        np.testing.assert_array_equal(deconv(x).numpy(), PixelShuffle(r)(x).numpy())
+    model = tiny_sr(2)
+    rewritten = edgetpu_rewrite(model)
+    assert not any(isinstance(l, PixelShuffle) for l in rewritten.layers)
+    lr = smooth_image(rng, 11, 9)[None].astype(np.float32)
+    np.testing.assert_array_equal(rewritten(lr).numpy(), model(lr).numpy())
+    x = keras.Input((None, None, 3))
+    leaky = keras.Model(x, layers.LeakyReLU(0.05)(layers.Conv2D(4, 3, padding="same")(x)))
+    as_prelu = edgetpu_rewrite(leaky)
+    assert [type(l).__name__ for l in as_prelu.layers] == ["InputLayer", "Conv2D", "PReLU"]
+    np.testing.assert_array_equal(as_prelu(lr * 2 - 255).numpy(), leaky(lr * 2 - 255).numpy())
+
+
+def test_edgetpu_rewrite_removes_depth_to_space(pairs):
+    model = tiny_sr(2)
+    options = ConvertOptions("int8", "uint8", input_hw=(16, 16))
+    before = audit_ops(convert(model, options, list(pairs.lr)), "edgetpu")
+    assert any(p.startswith("DEPTH_TO_SPACE") for p in before.problems)
+    data = convert(edgetpu_rewrite(model), options, list(pairs.lr))
+    after = audit_ops(data, "edgetpu")
+    assert "DEPTH_TO_SPACE" not in after.counts() and after.counts()["TRANSPOSE_CONV"] == 1
+    assert after.problems == []
+    image = pairs.lr[1].astype(np.uint8)
+    assert psnr(TFLitePredictor(data, "edgetpu")(image), model(image[None].astype(np.float32))[0]) > 40.0
+
+
+def test_pruning_reaches_sparsity_and_compresses(pairs):
+    from tfsr.quantization.pruning import check_sparsity, kernel_sparsity, prune
+
+    model = tiny_sr(2, width=16)  # the 16x16 body conv is the one layer big enough to prune
+    pruned = prune(model, pairs, 0.5, steps=8, batch=4, log=lambda m: None)
+    assert abs(kernel_sparsity(pruned) - 0.5) < 0.02
+    assert kernel_sparsity(model) == 0.0
+    options = ConvertOptions("int8", "int8")
+    dense_size = gzip_size(convert(model, options, list(pairs.lr)))
+    pruned_size = gzip_size(convert(pruned, options, list(pairs.lr)))
+    assert pruned_size < dense_size
+    with pytest.raises(Exception, match="between 0 and 1"):
+        check_sparsity(1.5)
+
+
+def test_per_layer_error_report_names_layers(pairs):
+    from tfsr.quantization.debug import layer_errors
+
+    rows = layer_errors(tiny_sr(2), ConvertOptions("int8", "int8"), list(pairs.lr[:8]), list(pairs.lr[8:12]))
+    assert [r.rmse for r in rows] == sorted((r.rmse for r in rows), reverse=True)
+    by_op = {r.op: r for r in rows}
+    assert {"CONV_2D", "CONCATENATION", "DEPTH_TO_SPACE"} <= set(by_op)
+    assert by_op["CONCATENATION"].rmse == 0.0  # requantization-free ops add no error of their own
+    convs = [r for r in rows if r.op == "CONV_2D"]
+    assert all(r.rmse > 0 for r in convs) and any("body" in r.tensor for r in convs)

@@ -1,0 +1,129 @@
+"""`cli.py quantize` end to end on a tiny model: outputs, report, option errors, and SIGKILL safety."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import ROOT
+from test_tflite import smooth_image, tiny_sr
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_set):
+    """A tiny x2 model, a calibration folder of real-looking images, and the tiny benchmark set."""
+    tiny_sr(2).save(tmp_path / "tiny.keras")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        Image.fromarray(smooth_image(rng, 80, 96)).save(calib / f"c{i}.png")
+    return tmp_path, calib, tiny_set
+
+
+def quantize_args(tmp_path, calib, data, *extra):
+    return [str(tmp_path / "tiny.keras"), "--calib-data", str(calib), "--calib-count", "8", "--patch", "16", "--data", str(data),
+            "--out", str(tmp_path / "tiny_int8.tflite"), *extra]  # fmt: skip
+
+
+def test_quantize_ptq_writes_tflite_and_report(workspace):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--io", "uint8")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "tiny_int8.tflite"
+    assert out.read_bytes()[4:8] == b"TFL3"
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["audit"]["input"]["types"] == ["UINT8"] and report["audit"]["problems"] == []
+    assert set(report["scores"]) == {"float keras", "float tflite", "int8 tflite"}
+    assert abs(report["drop_db"]["Tiny"]) < 0.2
+    assert report["sizes"]["int8 tflite"]["raw"] < report["sizes"]["float32 tflite"]["raw"]
+    assert "drop (float keras - int8)" in out.with_suffix(".txt").read_text()
+    assert [p.name for p in tmp_path.glob("*.tmp")] == []
+
+
+def test_quantize_edgetpu_strict(workspace):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    args = quantize_args(tmp_path, calib, data, "--target", "edgetpu", "--input-size", "16x16", "--io", "uint8", "--strict")
+    result = CliRunner().invoke(cli, ["quantize", *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tiny_int8.json").read_text())
+    assert report["audit"]["input"]["shape"] == [1, 16, 16, 3]
+    assert "DEPTH_TO_SPACE" not in report["audit"]["op_counts"]
+    assert report["audit"]["op_counts"]["TRANSPOSE_CONV"] == 1
+    # Float I/O puts a DEQUANTIZE at the output, which the Edge TPU does not run: --strict refuses it.
+    bad = quantize_args(tmp_path, calib, data, "--target", "edgetpu", "--input-size", "16x16", "--io", "float32", "--strict")
+    result = CliRunner().invoke(cli, ["quantize", *bad])
+    assert result.exit_code == 2
+    assert "--strict" in result.output and "DEQUANTIZE" in result.output
+
+
+def test_quantize_prune_then_qat_keeps_sparsity(workspace):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    tiny_sr(2, width=16).save(tmp_path / "tiny.keras")  # a body conv big enough to prune
+    args = quantize_args(tmp_path, calib, data, "--method", "qat", "--prune", "0.5", "--steps", "6")
+    result = CliRunner().invoke(cli, ["quantize", *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tiny_int8.json").read_text())
+    assert abs(report["kernel_sparsity"] - 0.5) < 0.02  # measured after pruning-preserving QAT
+    assert report["audit"]["problems"] == []
+    assert abs(report["drop_db"]["Tiny"]) < 0.2  # float and int8 scores are of the same fine-tuned weights
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prune", "1.5"], "--prune takes a target sparsity between 0 and 1"),
+        (["--input-size", "0x0"], "--input-size must be at least 1x1"),
+        (["--input-size", "big"], "--input-size must be HxW"),
+        (["--steps", "0"], "--steps must be at least 1"),
+    ],
+)
+def test_quantize_bad_options(tmp_path, args, message):
+    from cli import cli
+
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "missing.keras"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_quantize_without_model_or_runs(tmp_path, monkeypatch):
+    from cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["quantize"])
+    assert result.exit_code == 2
+    assert "no MODEL given and no run folder" in result.output
+
+
+@pytest.mark.fault
+def test_sigkill_during_quantize_keeps_previous_output(workspace):
+    tmp_path, calib, data = workspace
+    out = tmp_path / "tiny_int8.tflite"
+    out.write_bytes(b"previous good model")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "quantize", *quantize_args(tmp_path, calib, data)],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    for line in proc.stderr:  # kill it in the middle of the conversion
+        if line.startswith("converting to int8") or time.time() > deadline:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert out.read_bytes() == b"previous good model"
+    assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["tiny_int8.tflite"]
+    assert not (tmp_path / "tiny_int8.json").exists()

@@ -1,0 +1,157 @@
+"""tfmot QuantizeConfigs for every tfsr custom layer, and the annotate / apply step of QAT.
+
+What each config quantizes follows what the TFLite int8 kernel of the layer does, so the fake-quant graph and
+the converted graph agree:
+- shape-only ops whose int8 kernels keep their input's scale (DEPTH_TO_SPACE, RESIZE_BILINEAR): nothing;
+- ops that compute new values (mean shift, contrast pooling, channel mean/max, Multiply): their output;
+- layers with learnable scalars (LearnableScalar): the scalar (per tensor) and the output.
+"""
+from __future__ import annotations
+
+import tensorflow_model_optimization as tfmot
+
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_quantize_registry
+
+from tfsr import layers as tfsr_layers
+from tfsr.errors import TfsrError
+from tfsr.keras import keras
+
+quantizers = tfmot.quantization.keras.quantizers
+QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
+_DEFAULT_REGISTRY = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def _activation_quantizer():
+    return quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+
+
+class NoQuantizeConfig(QuantizeConfig):
+    """Nothing to quantize: the op's int8 kernel passes its input's scale through."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+class OutputQuantizeConfig(NoQuantizeConfig):
+    """No weights; the output is a new int8 tensor with its own learned range."""
+
+    def get_output_quantizers(self, layer):
+        return [_activation_quantizer()]
+
+
+class ScalarWeightsQuantizeConfig(OutputQuantizeConfig):
+    """Learnable scalars quantized per tensor (symmetric, as TFLite stores MUL constants), plus the output."""
+
+    WEIGHT_ATTRS = {"LearnableScalar": "scalar"}
+
+    def get_weights_and_quantizers(self, layer):
+        weight = getattr(layer, self.WEIGHT_ATTRS[type(layer).__name__])
+        return [(weight, quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True, narrow_range=True))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        setattr(layer, self.WEIGHT_ATTRS[type(layer).__name__], quantize_weights[0])
+
+
+class PixelRangeOutputConfig(NoQuantizeConfig):
+    """The in-graph output clip as a fixed [0, 255] output range: int8 saturation clips exactly like the ReLU.
+
+    Kept as ReLU(max_value=255) the clip lowers to MINIMUM + RELU with an unquantized tensor between them, which
+    the QAT converter leaves in float (DEQUANTIZE, float ops, QUANTIZE at the end of the graph).
+    """
+
+    def get_output_quantizers(self, layer):
+        return [quantizers.FixedQuantizer(num_bits=8, init_min=0.0, init_max=255.0, narrow_range=False)]
+
+
+def is_output_clip(layer) -> bool:
+    return (isinstance(layer, keras.layers.ReLU) and layer.max_value is not None and float(layer.max_value) == 255.0
+            and float(layer.threshold) == 0.0 and float(layer.negative_slope) == 0.0)  # fmt: skip
+
+
+# Every layer class of tfsr.layers must appear here: a test checks it, so a new layer cannot be forgotten.
+CUSTOM_LAYER_CONFIGS: dict[str, type[QuantizeConfig]] = {
+    "PixelShuffle": NoQuantizeConfig,
+    "ResizeLike": NoQuantizeConfig,
+    "MeanShift": OutputQuantizeConfig,
+    "ContrastPooling": OutputQuantizeConfig,
+    "ChannelMeanMax": OutputQuantizeConfig,
+    "LearnableScalar": ScalarWeightsQuantizeConfig,
+}
+def custom_layer_classes() -> dict[str, type]:
+    """Every layer class defined in tfsr.layers."""
+    return {
+        name: obj
+        for name, obj in vars(tfsr_layers).items()
+        if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and obj.__module__ == tfsr_layers.__name__
+    }
+
+
+def quantize_scope_objects() -> dict[str, object]:
+    """What ``quantize_apply`` must be able to deserialize: tfsr layers and the configs."""
+    configs = {c.__name__: c for c in (NoQuantizeConfig, OutputQuantizeConfig, ScalarWeightsQuantizeConfig,
+                                        PixelRangeOutputConfig)}  # fmt: skip
+    return {**custom_layer_classes(), **configs}
+
+
+def config_for(layer) -> QuantizeConfig | None:
+    """The explicit config a layer needs, or None when tfmot's default 8-bit registry handles it.
+
+    Weightless Keras layers the registry does not know (Multiply, Average, LeakyReLU ...) quantize their output,
+    as their int8 TFLite kernels (MUL, ADD+MUL, LEAKY_RELU) produce a new tensor with its own scale.
+    """
+    name = type(layer).__name__
+    if name in CUSTOM_LAYER_CONFIGS:
+        return CUSTOM_LAYER_CONFIGS[name]()
+    if _DEFAULT_REGISTRY.supports(layer):
+        return None
+    if not layer.weights:
+        return OutputQuantizeConfig()
+    raise TfsrError(f"layer {layer.name} ({name}) has weights but no int8 quantize config; add one in {__name__}")
+
+
+def annotate(model: keras.Model) -> keras.Model:
+    """A clone of ``model`` with every layer marked for quantization, custom configs where needed."""
+
+    def clone(layer):
+        if is_output_clip(layer):
+            clip = keras.layers.Activation("linear", name=layer.name)
+            return tfmot.quantization.keras.quantize_annotate_layer(clip, quantize_config=PixelRangeOutputConfig())
+        copy = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.InputLayer):
+            return copy
+        return tfmot.quantization.keras.quantize_annotate_layer(copy, quantize_config=config_for(layer))
+
+    annotated = keras.models.clone_model(model, clone_function=clone)
+    annotated.set_weights(model.get_weights())
+    return annotated
+
+
+def quantize_model(model: keras.Model, preserve_sparsity: bool = False) -> keras.Model:
+    """The QAT (fake-quantized) version of a float model; ``preserve_sparsity`` keeps pruned zeros at zero."""
+    scheme = None
+    if preserve_sparsity:
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+            default_8bit_prune_preserve_quantize_scheme as prune_preserve,
+        )
+
+        scheme = prune_preserve.Default8BitPrunePreserveQuantizeScheme()
+    with tfmot.quantization.keras.quantize_scope(quantize_scope_objects()):
+        annotated = annotate(model)
+        if scheme is None:
+            return tfmot.quantization.keras.quantize_apply(annotated)
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme)

@@ -1,0 +1,103 @@
+"""Quantization-aware fine-tuning: calibrate the fake-quant ranges first, then train with Adam and L1.
+
+tfmot's activation ranges start at [-6, 6] and follow the data with an EMA of decay 0.999, so a few hundred
+steps leave them far from the real ranges (a QAT model exported after 200 steps agrees with its Keras self at
+only ~31 dB). :func:`calibrate_ranges` runs forward passes in training mode with a fast EMA instead, until the
+ranges stop moving, before any weight is updated.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+from tfsr.keras import keras, tf
+from tfsr.quantization.data import PatchPairs
+
+RANGE_SUFFIXES = ("_min:0", "_max:0")
+
+
+@contextlib.contextmanager
+def fast_range_ema(decay: float):
+    """Make tfmot's moving-average quantizers use ``decay`` (they hard-code 0.999) while the block runs."""
+    original = quant_ops.MovingAvgQuantize
+
+    def patched(*args, **kwargs):
+        kwargs["ema_decay"] = decay
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = patched
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def range_variables(qmodel) -> list:
+    """Every activation-range variable of a QAT model (weight ranges are recomputed from the weights)."""
+    return [v for v in qmodel.non_trainable_weights if v.name.endswith(RANGE_SUFFIXES) and "kernel" not in v.name
+            and "depthwise" not in v.name]  # fmt: skip
+
+
+@dataclass
+class RangeCalibration:
+    passes: int
+    final_change: float  # largest relative change of any range in the last pass
+
+
+def calibrate_ranges(qmodel, lr_patches: np.ndarray, batch: int = 8, passes: int = 30, decay: float = 0.8,
+                     tolerance: float = 1e-3) -> RangeCalibration:  # fmt: skip
+    """Set the activation ranges from the data: the first pass takes each batch's range as is (decay 0), later
+    passes average with ``decay`` until no range moves more than ``tolerance`` (relative)."""
+    variables = range_variables(qmodel)
+    change = float("inf")
+    for p in range(passes):
+        before = [v.numpy().copy() for v in variables]
+        with fast_range_ema(0.0 if p == 0 else decay):
+            for start in range(0, len(lr_patches), batch):
+                qmodel(tf.constant(lr_patches[start : start + batch]), training=True)
+        after = [v.numpy() for v in variables]
+        change = max(float(np.max(np.abs(a - b) / (np.abs(b) + 1.0))) for a, b in zip(after, before))
+        if p > 0 and change < tolerance:
+            return RangeCalibration(p + 1, change)
+    return RangeCalibration(passes, change)
+
+
+def fine_tune(qmodel, pairs: PatchPairs, steps: int, batch: int = 16, learning_rate: float = 1e-5,
+              seed: int = 0, callbacks=(), log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[float]:  # fmt: skip
+    """``steps`` Adam steps on L1 over random batches of ``pairs``; returns the loss per logged step."""
+    qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_absolute_error")
+    data = (
+        tf.data.Dataset.from_tensor_slices((pairs.lr, pairs.hr))
+        .shuffle(len(pairs.lr), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(min(batch, len(pairs.lr)), drop_remainder=True)
+    )
+    every = max(1, steps // 10)
+    history = qmodel.fit(data, steps_per_epoch=every, epochs=-(-steps // every), verbose=0,
+                         callbacks=[*callbacks, _ProgressLog(every, steps, log)])  # fmt: skip
+    return [float(v) for v in history.history["loss"]]
+
+
+class _ProgressLog(keras.callbacks.Callback):
+    def __init__(self, every: int, steps: int, log):
+        super().__init__()
+        self.every, self.steps, self.log = every, steps, log
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.log(f"fine-tuning step {min((epoch + 1) * self.every, self.steps)}/{self.steps}: L1 {logs['loss']:.3f}")
+
+
+def copy_float_weights(qmodel, model) -> None:
+    """Put the QAT-trained float weights back into the float ``model`` (same architecture), so that float and
+    int8 scores compare the same weights."""
+    wrappers = {layer.layer.name: layer for layer in qmodel.layers if hasattr(layer, "layer")}
+    for layer in model.layers:
+        if layer.weights and layer.name in wrappers:
+            # The wrapper owns the variables (the inner layer sees fake-quantized copies); match them by name.
+            trained = {v.name.split("/")[-1]: v for v in wrappers[layer.name].weights}
+            layer.set_weights([trained[w.name.split("/")[-1]].numpy() for w in layer.weights])
