@@ -9,7 +9,7 @@ from tests.test_cli_foundation import assert_one_line_error, invoke
 from tests.test_weights import torch_pixel_shuffle
 from tfsr.keras import keras
 from tfsr.layers import PixelShuffle
-from tfsr.models.litesrnet import transposed_conv_layer
+from tfsr.models.common import transposed_conv_layer
 from tfsr.predictors import load_keras_model
 from tfsr.weights import assign_state_dict, state_dict_from_model
 
@@ -154,3 +154,17 @@ def test_litesrnet_imports_as_the_released_code_computes_it(scale, rng):
     expected = conv(x, "final_conv", relu=False) * 255.0
     assert expected.std(axis=(1, 2)).min() > 0.1  # the image, not just the biases, reaches the output
     np.testing.assert_allclose(model(lr).numpy(), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_pytorch_checkpoint_files_load_like_npz(tmp_path):
+    """A real ``.pth`` (a DataParallel-style ``module.`` state dict inside {"state_dict": ...}) gives the same
+    tensors as the ``.npz``. PyTorch is an optional dependency: without it this checks nothing and says so."""
+    torch = pytest.importorskip("torch", reason="PyTorch (optional) is not installed: .pth loading untested here")
+    from tfsr.weights import load_state_dict
+
+    state = state_dict_from_model(tfsr.build_model("litesrnet", 4))
+    torch.save({"state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in state.items()}}, tmp_path / "c.pth")
+    loaded = load_state_dict(tmp_path / "c.pth")
+    assert sorted(loaded) == sorted(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(loaded[key], value)

@@ -318,7 +318,15 @@ def tiled_if_fixed(predictor: TFLitePredictor, overlap: int | None = None):
 
 def tflite_predictor(path: str | Path, scale: int | None = None, threads: int = DEFAULT_THREADS):
     """A predictor for a .tflite file (fixed-shape models tiled)."""
-    return tiled_if_fixed(TFLitePredictor(read_tflite(path), Path(path).stem, scale, threads))
+    data = read_tflite(path)
+    try:
+        predictor = TFLitePredictor(data, Path(path).stem, scale, threads)
+    except TfsrError:
+        raise
+    except Exception as exc:  # LiteRT rejects a damaged flatbuffer in many ways (ValueError, RuntimeError ...)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TfsrError(f"model file {path} is not a valid TFLite model: {detail}") from None
+    return tiled_if_fixed(predictor)
 
 
 SUFFIX_FACTORIES[".tflite"] = lambda path, scale: tflite_predictor(path, scale)
