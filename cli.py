@@ -158,8 +158,10 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 
 @cli.command()
 @click.argument("model", required=False)
-@click.option("--method", type=click.Choice(["ptq", "qat"]), default="ptq", show_default=True,
-              help="Post-training quantization with real calibration patches, or quantization-aware fine-tuning.")
+@click.option("--method", type=click.Choice(["ptq", "qat", "ptq16x8"]), default="ptq", show_default=True,
+              help="Post-training quantization with real calibration patches, quantization-aware fine-tuning, or "
+                   "PTQ with int16 activations and int8 weights (16x8: CPU/DSP targets that accept it; int16 I/O, "
+                   "or float32 with --io float32).")
 @click.option("--prune", type=float, default=None, help="Magnitude-prune to this sparsity (0-1) before quantizing.")
 @click.option("--target", type=click.Choice(["generic", "edgetpu", "nnapi"]), default="generic", show_default=True,
               help="Op audit target; edgetpu also fixes the shape and rewrites pixel shuffle and LeakyReLU.")

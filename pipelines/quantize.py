@@ -22,7 +22,7 @@ from tfsr.predictors import RUN_MODEL_FILE, KerasPredictor, load_keras_model, mo
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_SETS = ("Set5", "Set14")
-METHODS = ("ptq", "qat")
+METHODS = ("ptq", "qat", "ptq16x8")  # ptq16x8: int16 activations, int8 weights (CPU/DSP)
 TARGETS = ("generic", "edgetpu", "nnapi")
 EDGETPU_DEFAULT_HW = (64, 64)
 
@@ -102,6 +102,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
                         ("--patch", config.patch)):  # fmt: skip
         if value < 1:
             raise TfsrError(f"{name} must be at least 1, not {value}")
+    if config.method == "ptq16x8" and config.target == "edgetpu":
+        raise TfsrError("--method ptq16x8 makes int16 activations, which the Edge TPU does not run: use ptq or qat")
     hw = parse_size(config.input_size)
     if config.target == "edgetpu" and hw is None:
         hw = EDGETPU_DEFAULT_HW  # the Edge TPU needs a static shape
@@ -197,7 +199,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
         int8_model, representative = qmodel, list(pairs.lr)
     else:
-        int8_options = tflite.ConvertOptions("int8", config.io, input_hw, config.per_channel)
+        mode = "int16x8" if config.method == "ptq16x8" else "int8"  # 16x8 I/O: int16, or float32 with --io float32
+        int8_options = tflite.ConvertOptions(mode, config.io, input_hw, config.per_channel)
         int8_model, representative = model, list(pairs.lr)
     log(f"converting to int8 ({int8_options.mode}, {config.io} I/O, input {input_hw or 'dynamic'})")
     int8_bytes = tflite.convert(int8_model, int8_options, representative)

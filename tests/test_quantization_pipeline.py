@@ -127,3 +127,17 @@ def test_sigkill_during_quantize_keeps_previous_output(workspace):
     assert out.read_bytes() == b"previous good model"
     assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["tiny_int8.tflite"]
     assert not (tmp_path / "tiny_int8.json").exists()
+
+
+def test_quantize_16x8_keeps_int16_activations(workspace):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "ptq16x8", "--io", "float32")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tiny_int8.tflite").with_suffix(".json").read_text())
+    assert report["config"]["method"] == "ptq16x8"
+    assert "INT16" in json.dumps(report["audit"])
+    assert abs(report["drop_db"]["Tiny"]) < 0.2
+    refused = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "ptq16x8", "--target", "edgetpu")])
+    assert refused.exit_code == 2 and "the Edge TPU does not run" in refused.stderr
