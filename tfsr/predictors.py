@@ -9,7 +9,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from tfsr.errors import TfsrError
+from tfsr.errors import TfsrError, first_line
 from tfsr.imresize import imresize
 
 RUN_MODEL_FILE = "model.keras"
@@ -59,10 +59,9 @@ def load_keras_model(path: str | Path):
     except ValueError as exc:
         if "Lambda" in str(exc) or "safe_mode" in str(exc):
             raise TfsrError(f"model file {path} contains a Lambda layer (arbitrary code); tfsr refuses to load it") from None
-        raise TfsrError(f"model file {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
+        raise TfsrError(f"model file {path} cannot be loaded: {first_line(exc)}") from None
     except Exception as exc:  # a damaged archive fails in zipfile, h5py, JSON or TensorFlow, in many ways
-        detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TfsrError(f"model file {path} cannot be loaded (damaged or not a tfsr model): {detail}") from None
+        raise TfsrError(f"model file {path} cannot be loaded (damaged or not a tfsr model): {first_line(exc)}") from None
 
 
 def model_scale(model) -> int:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tfsr.errors import TfsrError
+from tfsr.errors import TfsrError, first_line
 from tfsr.keras import tf
 from tfsr.predictors import SUFFIX_FACTORIES, check_scale
 
@@ -91,7 +91,7 @@ def convert(model, options: ConvertOptions, representative: Sequence[np.ndarray]
     try:
         return converter.convert()
     except Exception as exc:  # the converter raises many types, with MLIR dumps; keep the first line
-        raise TfsrError(f"TFLite conversion ({options.mode}) of {model.name} failed: {str(exc).splitlines()[0]}") from None
+        raise TfsrError(f"TFLite conversion ({options.mode}) of {model.name} failed: {first_line(exc)}") from None
 
 
 def gzip_size(data: bytes) -> int:
@@ -324,8 +324,7 @@ def tflite_predictor(path: str | Path, scale: int | None = None, threads: int = 
     except TfsrError:
         raise
     except Exception as exc:  # LiteRT rejects a damaged flatbuffer in many ways (ValueError, RuntimeError ...)
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TfsrError(f"model file {path} is not a valid TFLite model: {detail}") from None
+        raise TfsrError(f"model file {path} is not a valid TFLite model: {first_line(exc)}") from None
     return tiled_if_fixed(predictor)
 
 

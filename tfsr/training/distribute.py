@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tfsr.errors import TfsrError
+from tfsr.errors import TfsrError, first_line
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
@@ -25,7 +25,7 @@ def make_strategy(name: str):
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-            raise TfsrError(f"--strategy tpu: no TPU found ({str(exc).splitlines()[0]})") from None
+            raise TfsrError(f"--strategy tpu: no TPU found ({first_line(exc)})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise TfsrError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
