@@ -113,9 +113,10 @@ def import_weights(model, checkpoint, scale, out):
 def benchmark(models, input_size, scale, threads, kinds, repeats, warmup, data, data_root, json_path, plot_path,
               markdown):
     """Params, multiply-adds, file size and latency of MODELS (registry names, .keras, run folders, .tflite)."""
-    from pipelines.benchmark import KINDS, BenchmarkConfig, parse_size, run
+    from pipelines.benchmark import KINDS, BenchmarkConfig, run
+    from pipelines.report import parse_size
 
-    config = BenchmarkConfig(list(models), parse_size(input_size), scale, threads, tuple(kinds) or KINDS, repeats,
+    config = BenchmarkConfig(list(models), parse_size(input_size, "WxH"), scale, threads, tuple(kinds) or KINDS, repeats,
                              warmup, data, data_root, json_path, plot_path, markdown)  # fmt: skip
     click.echo(run(config).table())
 
@@ -175,13 +176,19 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--data", multiple=True, help="Benchmark folder (repeatable; default Set5 and Set14 of ../shared/data).")
 @click.option("--out", default=None, help="Output .tflite (default: next to the model).")
 @click.option("--strict", is_flag=True, help="Fail when the op audit finds float ops, inner (de)quantize or unsupported ops.")
+@click.option("--ranges", type=click.Choice(["mse", "mean-batch", "minmax"]), default="mse", show_default=True,
+              help="PTQ activation ranges: MSE-optimal from histograms of the calibration patches, the mean of "
+                   "per-batch min/max (as QAT's moving averages), or the converter's plain min/max.")
+@click.option("--equalize", type=float, default=1.0, show_default=True,
+              help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before quantizing: "
+                   "the same float model, smaller int8 error.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, data, out,
-             strict):  # fmt: skip
+             strict, ranges, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
-                            out=out, strict=strict, data=list(data))  # fmt: skip
+                            out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges)  # fmt: skip
     click.echo(run(config).table())
 
 

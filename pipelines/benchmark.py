@@ -91,17 +91,6 @@ class BenchmarkResult:
         return "\n".join([table, footer] + self.notes)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` (e.g. 320x180) as (height, width)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise TfsrError(f"--input-size must look like 320x180 (width x height), not {text!r}") from None
-    if w < 1 or h < 1:
-        raise TfsrError(f"--input-size must be at least 1x1, not {text}")
-    return h, w
-
-
 def median_latency_ms(call, warmup: int, repeats: int) -> float:
     for _ in range(warmup):
         call()

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from pipelines.report import format_table, write_json, write_text_atomic
+from pipelines.report import format_table, parse_size, write_json, write_text_atomic
 from tfsr.atomic import atomic_path
 from tfsr.data.benchmark import load_benchmark
 from tfsr.errors import TfsrError
@@ -24,6 +24,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_SETS = ("Set5", "Set14")
 METHODS = ("ptq", "qat", "ptq16x8")  # ptq16x8: int16 activations, int8 weights (CPU/DSP)
 TARGETS = ("generic", "edgetpu", "nnapi")
+RANGES = ("mse", "mean-batch", "minmax")
 EDGETPU_DEFAULT_HW = (64, 64)
 
 
@@ -47,18 +48,8 @@ class QuantizeConfig:
     runs_dir: str = "saved_models"
     threads: int = 2
     per_channel: bool = True
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise TfsrError(f"--input-size must be HxW in LR pixels (e.g. 64x64), not {text!r}")
-    h, w = (int(p) for p in parts)
-    if h < 1 or w < 1:
-        raise TfsrError(f"--input-size must be at least 1x1 LR pixels, not {text!r}")
-    return h, w
+    equalize: float = 1.0  # channel-equalization strength before quantizing (0: off); see tfsr.quantization.equalize
+    ranges: str = "mse"  # PTQ activation ranges: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock)
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -91,7 +82,7 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
     from tfsr.tflite import IO_TYPES
 
     for name, value, allowed in (("--method", config.method, METHODS), ("--target", config.target, TARGETS),
-                                 ("--io", config.io, IO_TYPES)):  # fmt: skip
+                                 ("--io", config.io, IO_TYPES), ("--ranges", config.ranges, RANGES)):  # fmt: skip
         if value not in allowed:
             raise TfsrError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     if config.prune is not None:
@@ -102,9 +93,11 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
                         ("--patch", config.patch)):  # fmt: skip
         if value < 1:
             raise TfsrError(f"{name} must be at least 1, not {value}")
+    if not 0.0 <= config.equalize <= 1.0:
+        raise TfsrError(f"--equalize must be between 0 (off) and 1, not {config.equalize}")
     if config.method == "ptq16x8" and config.target == "edgetpu":
         raise TfsrError("--method ptq16x8 makes int16 activations, which the Edge TPU does not run: use ptq or qat")
-    hw = parse_size(config.input_size)
+    hw = parse_size(config.input_size) if config.input_size else None
     if config.target == "edgetpu" and hw is None:
         hw = EDGETPU_DEFAULT_HW  # the Edge TPU needs a static shape
     return hw
@@ -186,6 +179,13 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         from tfsr.quantization.pruning import kernel_sparsity, prune
 
         model = prune(model, pairs, config.prune, steps, config.batch, log=log)
+    equalization = None
+    if config.equalize:
+        from tfsr.quantization.equalize import equalize
+
+        model, plan = equalize(model, pairs.lr, config.equalize)
+        equalization = {"strength": config.equalize, "channel_classes": plan.classes, "largest_gain": plan.largest_gain}
+        log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
     if config.method == "qat":
         from tfsr.quantization.configs import quantize_model
         from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, fine_tune
@@ -202,8 +202,14 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         mode = "int16x8" if config.method == "ptq16x8" else "int8"  # 16x8 I/O: int16, or float32 with --io float32
         int8_options = tflite.ConvertOptions(mode, config.io, input_hw, config.per_channel)
         int8_model, representative = model, list(pairs.lr)
-    log(f"converting to int8 ({int8_options.mode}, {config.io} I/O, input {input_hw or 'dynamic'})")
-    int8_bytes = tflite.convert(int8_model, int8_options, representative)
+    ranges = config.ranges if config.method == "ptq" else "learned (QAT)" if config.method == "qat" else "minmax"
+    log(f"converting to int8 ({int8_options.mode}, {ranges} activation ranges, {config.io} I/O, input {input_hw or 'dynamic'})")
+    if config.method == "ptq" and config.ranges != "minmax":
+        from tfsr.quantization.ranges import convert_with_ranges
+
+        int8_bytes = convert_with_ranges(int8_model, int8_options, representative, config.ranges)
+    else:
+        int8_bytes = tflite.convert(int8_model, int8_options, representative)
     float_bytes = tflite.convert(model, tflite.ConvertOptions("float32", "float32", input_hw))
     if config.prune:
         sparsity = kernel_sparsity(model)
@@ -243,6 +249,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
             "int8 tflite": {"raw": len(int8_bytes), "gzip": tflite.gzip_size(int8_bytes)},
         },
         "kernel_sparsity": sparsity,
+        "equalization": equalization,
+        "activation_ranges": ranges,
         "audit": {**audit.to_json(), "summary": audit.summary()},
         "edgetpu_compiler": compiler,
         "scores": {m: {d: {k: v for k, v in s.items() if k != "per_image"} for d, s in per.items()} for m, per in scores.items()},

@@ -10,6 +10,19 @@ from tfsr.atomic import atomic_path
 from tfsr.errors import TfsrError
 
 
+def parse_size(text: str, order: str = "HxW") -> tuple[int, int]:
+    """``--input-size`` as (height, width). ``order`` says how the option is written: "HxW" (quantize, as tensor
+    shapes are) or "WxH" (benchmark, as video resolutions are: 320x180 -> 1280x720)."""
+    example = {"HxW": "64x64", "WxH": "320x180"}[order]
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise TfsrError(f"--input-size must be {order} in LR pixels (e.g. {example}), not {text!r}")
+    first, second = (int(p) for p in parts)
+    if first < 1 or second < 1:
+        raise TfsrError(f"--input-size must be at least 1x1 LR pixels, not {text!r}")
+    return (first, second) if order == "HxW" else (second, first)
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool = False) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

@@ -231,8 +231,9 @@ def run(config: TrainConfig, log=lambda msg: print(msg, file=sys.stderr)) -> Tra
     log(f"validation: {f'{bench.name} ({len(bench.images)} images)' if bench else 'none (the last model is kept)'}")
 
     model, inference_model = _compile_model(config, spec, settings, strategy)
+    resumed_from = cb.backed_up_step(out / "backup")
     patch_config = PatchConfig(settings["lr_patch"], settings["batch_size"], config.crops_per_image, config.seed,
-                               cache=config.cache, num_outputs=len(model.outputs))  # fmt: skip
+                               cache=config.cache, num_outputs=len(model.outputs), start_step=resumed_from or 0)  # fmt: skip
     dataset = patch_dataset(pairs, config.scale, patch_config)
     sharding = tf.data.Options()
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -252,7 +253,6 @@ def run(config: TrainConfig, log=lambda msg: print(msg, file=sys.stderr)) -> Tra
     tensorboard = importlib.util.find_spec("tensorboard") is not None  # TF does not require it
     if chief and not tensorboard:
         log("TensorBoard is not installed: no TensorBoard logs (pip install tensorboard); the CSV log is kept")
-    resumed_from = cb.backed_up_step(out / "backup")
     if resumed_from is not None:
         log(f"resuming from the backup at step {resumed_from} (--fresh starts over)")
     nan_stop = cb.StopOnNonFiniteLoss()

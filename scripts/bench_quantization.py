@@ -5,7 +5,8 @@
 Each step appends to the JSON as soon as it is measured, so a bounded run still reports what it finished.
 Steps (``--steps`` picks some): float, ptq (the issue's baseline: 200 real 48x48 patches, uint8 I/O, output
 clipped), per-layer (QuantizationDebugger: the layers that lose most), remedies (calibration size and patch size,
-per-tensor weights, attention ops kept in float, 16x8), latency (float32 vs int8 TFLite, XNNPACK, same threads),
+per-tensor weights, attention ops kept in float, 16x8), equalize (channel equalization before PTQ, at each
+``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), latency (float32 vs int8 TFLite, XNNPACK, same threads),
 qat (calibrated ranges, then ``--qat-steps`` Adam/L1 steps).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tfsr.predictors import KerasPredictor  # noqa: E402
 from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-STEPS = ("float", "ptq", "per-layer", "remedies", "latency", "qat")
+STEPS = ("float", "ptq", "per-layer", "remedies", "equalize", "ranges", "latency", "qat")
 
 
 def log(msg: str) -> None:
@@ -73,6 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--qat-steps", type=int, default=300)
     parser.add_argument("--qat-batch", type=int, default=8)
     parser.add_argument("--qat-lr", type=float, default=1e-5)
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
+    parser.add_argument("--max-gain", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-size", default="180x320", help="LR HxW for latency (x4 -> 720x1280)")
     parser.add_argument("--latency-runs", type=int, default=5)
@@ -146,6 +149,27 @@ def main(argv=None) -> None:
         measure("calibration on 64x64 patches (100)", convert(model, stock, list(large.lr)))
         big = patch_pairs(train, 4 * args.calib, 48, 4, seed=1)
         measure("calibration x4 (800 patches 48x48)", convert(model, stock, list(big.lr)))
+
+    if "equalize" in args.steps:
+        from tfsr.quantization.equalize import equalize
+
+        for strength in args.strengths:
+            equalized, plan = equalize(model, calib.lr, strength, args.max_gain)
+            measure(f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ptq stock",
+                    convert(equalized, stock, representative), classes=plan.classes, largest_gain=plan.largest_gain)  # fmt: skip
+
+    if "ranges" in args.steps:
+        from tfsr.quantization.equalize import equalize
+        from tfsr.quantization.ranges import RANGE_METHODS, convert_with_ranges
+
+        variants = [("", model, {})]
+        for strength in args.strengths:
+            equalized, plan = equalize(model, calib.lr, strength, args.max_gain)
+            variants.append((f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ", equalized,
+                             {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
+        for method in RANGE_METHODS:
+            for prefix, variant, extra in variants:
+                measure(f"{prefix}{method} ranges", convert_with_ranges(variant, stock, representative, method), **extra)
 
     if "latency" in args.steps:
         hw = tuple(int(v) for v in args.latency_size.split("x"))

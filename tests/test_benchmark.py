@@ -6,16 +6,18 @@ from PIL import Image
 
 import tfsr
 from tests.test_cli_foundation import invoke
-from pipelines.benchmark import median_latency_ms, parse_size
+from pipelines.benchmark import median_latency_ms
+from pipelines.report import parse_size
 from tfsr.errors import TfsrError
 
 
 def test_input_size_and_latency_helpers():
-    assert parse_size("320x180") == (180, 320)
-    with pytest.raises(TfsrError, match="at least 1x1, not 0x0"):
-        parse_size("0x0")
-    with pytest.raises(TfsrError, match="must look like 320x180"):
-        parse_size("big")
+    assert parse_size("320x180", "WxH") == (180, 320)  # benchmark: as video sizes are written
+    assert parse_size("16x24") == (16, 24)  # quantize: as tensor shapes are written
+    with pytest.raises(TfsrError, match="at least 1x1 LR pixels, not '0x0'"):
+        parse_size("0x0", "WxH")
+    with pytest.raises(TfsrError, match=r"must be WxH in LR pixels \(e.g. 320x180\), not 'big'"):
+        parse_size("big", "WxH")
     calls = []
     assert median_latency_ms(lambda: calls.append(1), 1, 3) >= 0 and len(calls) == 4  # warm-up + 3 timed runs
 

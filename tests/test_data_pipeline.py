@@ -81,6 +81,11 @@ def test_same_seed_same_stream_other_seed_other_stream(div2k_root):
         np.testing.assert_array_equal(a_lr, b_lr)
         np.testing.assert_array_equal(a_hr, b_hr)
     assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+    # A run resumed at step 100 continues with its own deterministic stream instead of replaying the first one.
+    resumed = [_batches(source, PatchConfig(PATCH, 2, crops_per_image=3, seed=7, start_step=100), 6)[0] for _ in range(2)]
+    for (a_lr, _), (b_lr, _) in zip(*resumed):
+        np.testing.assert_array_equal(a_lr, b_lr)
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, resumed[0]))
 
 
 def test_hr_folder_lr_is_matlab_bicubic_cached_once(tmp_path, rng, monkeypatch):

@@ -46,6 +46,7 @@ def test_quantize_ptq_writes_tflite_and_report(workspace):
     assert report["audit"]["input"]["types"] == ["UINT8"] and report["audit"]["problems"] == []
     assert set(report["scores"]) == {"float keras", "float tflite", "int8 tflite"}
     assert abs(report["drop_db"]["Tiny"]) < 0.2
+    assert report["equalization"]["strength"] == 1.0 and report["equalization"]["channel_classes"] > 0  # the default
     assert report["sizes"]["int8 tflite"]["raw"] < report["sizes"]["float32 tflite"]["raw"]
     assert "drop (float keras - int8)" in out.with_suffix(".txt").read_text()
     assert [p.name for p in tmp_path.glob("*.tmp")] == []
@@ -90,6 +91,7 @@ def test_quantize_prune_then_qat_keeps_sparsity(workspace):
         (["--input-size", "0x0"], "--input-size must be at least 1x1"),
         (["--input-size", "big"], "--input-size must be HxW"),
         (["--steps", "0"], "--steps must be at least 1"),
+        (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
     ],
 )
 def test_quantize_bad_options(tmp_path, args, message):

@@ -219,8 +219,8 @@ def test_out_of_range_option_is_a_usage_error(command, flag, value):
 
 
 @pytest.mark.parametrize("args,message", [
-    (("benchmark", "slwsr16", "--input-size", "0x0"), "--input-size must be at least 1x1, not 0x0"),
-    (("benchmark", "slwsr16", "--input-size", "wide"), "--input-size must look like 320x180"),
+    (("benchmark", "slwsr16", "--input-size", "0x0"), "--input-size must be at least 1x1 LR pixels, not '0x0'"),
+    (("benchmark", "slwsr16", "--input-size", "wide"), "--input-size must be WxH in LR pixels (e.g. 320x180)"),
 ])  # fmt: skip
 def test_free_form_values_are_checked(args, message):
     assert_one_line_error(invoke(*args), message)
@@ -233,7 +233,7 @@ UNCHECKED_TYPE_CASES = [
     ("train", "--patch-size", "0"), ("train", "--lr", "-1"), ("train", "--crops-per-image", "0"),
     ("train", "--backup-every", "0"),
     ("quantize", "--prune", "1.5"), ("quantize", "--input-size", "0x0"), ("quantize", "--calib-count", "0"),
-    ("quantize", "--steps", "-1"), ("quantize", "--epochs", "0"),
+    ("quantize", "--steps", "-1"), ("quantize", "--epochs", "0"), ("quantize", "--equalize", "-0.5"),
 ]  # fmt: skip
 
 

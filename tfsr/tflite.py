@@ -46,7 +46,7 @@ class ConvertOptions:
             raise TfsrError(f"--input-size must be positive, not {self.input_hw[0]}x{self.input_hw[1]}")
 
 
-def _io_dtype(io: str, mode: str):
+def io_dtype(io: str, mode: str):
     if mode == "int16x8":
         return tf.int16 if io != "float32" else tf.float32  # int16x8 models take int16 or float I/O only
     return {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io]
@@ -79,8 +79,8 @@ def make_converter(model, options: ConvertOptions, representative: Sequence[np.n
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS
             ]
-        converter.inference_input_type = _io_dtype(options.io, options.mode)
-        converter.inference_output_type = _io_dtype(options.io, options.mode)
+        converter.inference_input_type = io_dtype(options.io, options.mode)
+        converter.inference_output_type = io_dtype(options.io, options.mode)
         converter._experimental_disable_per_channel = not options.per_channel
     return converter
 

@@ -4,7 +4,8 @@ Decoding a 2K PNG costs far more than a training step consumes, so each decoded 
 a disk cache file) and serves ``crops_per_image`` crops per visit. Decoding runs in a parallel map; all
 randomness (image order, crop positions, flips/rotations, patch order) derives from one seed (seeded shuffles,
 stateless random ops keyed per image visit), so the stream is the same on every run with the same seed, whatever
-the parallelism.
+the parallelism. A run resumed at step S streams a continuation seeded by (seed, S), so that it does not replay
+the patches of its first steps (replaying the exact stream would need the cache and iterator in the backup).
 """
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ class PatchConfig:
     cache: str = "memory"  # "memory", "none", or a file path prefix for tf.data's disk cache
     num_outputs: int = 1  # models trained on several SR outputs get the HR target once per output
     image_shuffle: int = 32  # decoded images held for shuffling (bounded: DIV2K images are 8 MB each)
+    start_step: int = 0  # the step a resumed run starts at
+
+    @property
+    def stream_seed(self) -> int:
+        if self.start_step == 0:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, self.start_step]).generate_state(1)[0])
 
 
 def decoded_pairs(source: ImageSource, lr_patch: int, skips: SkipLog) -> tf.data.Dataset:
@@ -86,14 +94,15 @@ def patch_dataset(pairs: tf.data.Dataset, scale: int, config: PatchConfig) -> tf
         pairs = pairs.cache()
     elif config.cache != "none":
         pairs = pairs.cache(config.cache)
-    pairs = pairs.repeat().shuffle(config.image_shuffle, seed=config.seed, reshuffle_each_iteration=True)
-    crop_seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+    seed = config.stream_seed
+    pairs = pairs.repeat().shuffle(config.image_shuffle, seed=seed, reshuffle_each_iteration=True)
+    crop_seeds = tf.data.Dataset.random(seed=seed).batch(2)
     patches = tf.data.Dataset.zip((pairs, crop_seeds)).map(
         lambda pair, seed: _random_crops(pair[0], pair[1], seed, config, scale),
         num_parallel_calls=AUTOTUNE, deterministic=True,
     ).unbatch()
     buffer = max(4 * config.crops_per_image, 8 * config.batch_size)
-    patches = patches.shuffle(buffer, seed=config.seed + 1).batch(config.batch_size, drop_remainder=True)
+    patches = patches.shuffle(buffer, seed=seed + 1).batch(config.batch_size, drop_remainder=True)
 
     def to_float(lr, hr):
         hr = tf.cast(hr, tf.float32)

@@ -1,0 +1,45 @@
+"""MSE-optimal activation ranges for PTQ: the range search, and the int8 models it makes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfsr.quantization.ranges import BINS, calibrated_model, mse_range, quantize_calibrated, with_ranges
+from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert
+from test_tflite import psnr, smooth_image, tiny_sr
+
+
+def test_mse_range_clips_a_rare_outlier_and_keeps_a_uniform_range():
+    # 1e8 values uniform in [0, 10] and one at 1000: clipping it (980**2) costs far less than a 100x wider step
+    # for all the others (1e8 * (1000 / 255)**2 / 12).
+    hist = np.zeros(BINS, np.int64)
+    hist[: BINS // 100] = 100_000_000 // (BINS // 100)
+    hist[-1] = 1
+    lo, hi = mse_range(hist, 0.0, 1000.0)
+    assert lo == 0.0 and 10.0 <= hi <= 60.0
+    uniform = np.full(BINS, 1000, np.int64)  # nothing to gain from clipping a uniform distribution
+    assert mse_range(uniform, -5.0, 5.0) == pytest.approx((-5.0, 5.0))
+
+
+@pytest.mark.parametrize("method", ["mse", "mean-batch"])
+def test_minmax_path_equals_the_stock_converter_and_ranges_shrink(method):
+    rng = np.random.default_rng(1)
+    model = tiny_sr(2)
+    patches = [smooth_image(rng, 16, 16).astype(np.float32) for _ in range(8)]
+    options = ConvertOptions("int8", "uint8")
+    calibrated = calibrated_model(model, options, patches)
+    image = smooth_image(rng, 24, 24)
+    stock = TFLitePredictor(convert(model, options, patches), "stock", 2)(image)
+    # Calibrate-only + TFLite's quantizer is exactly what convert() does: the same int8 model.
+    np.testing.assert_array_equal(TFLitePredictor(quantize_calibrated(calibrated, options), "same", 2)(image), stock)
+    ranged, changes = with_ranges(calibrated, patches, method)
+    assert changes and all(new_lo >= lo * (1 + 1e-6) and new_hi <= hi * (1 + 1e-6) for lo, hi, new_lo, new_hi in changes.values())
+    data = quantize_calibrated(ranged, options)
+    assert audit_ops(data).problems == []
+    reference = np.clip(np.round(model(image[None].astype(np.float32)).numpy()[0]), 0, 255)
+    assert psnr(TFLitePredictor(data, method, 2)(image), reference) > 45.0
+
+
+def test_unknown_range_method_is_refused():
+    with pytest.raises(ValueError, match="range method must be one of"):
+        with_ranges(b"", [], "median")
