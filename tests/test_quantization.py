@@ -60,6 +60,20 @@ def test_qat_clones_every_custom_layer():
     assert qmodel(x).shape == model(x).shape == (1, 40, 40, 3)
 
 
+def test_qat_takes_relu6_convs_and_quantizes_their_weights(pairs):
+    # s-LWSR's compressed blocks: DepthwiseConv2D(activation="relu6"), which tfmot's activation wrapper refuses.
+    x = keras.Input((None, None, 3))
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw")(x)
+    y = layers.Conv2D(12, 3, padding="same", activation="relu6", name="conv")(y)
+    model = keras.Model(x, PixelShuffle(2, name="shuffle")(layers.Conv2D(12, 1, name="out")(y)))
+    qmodel = configs.quantize_model(model)
+    names = [v.name for v in qmodel.weights]
+    assert any(n.endswith("depthwise_kernel_min:0") for n in names) and any("conv/kernel_min" in n for n in names)
+    calibrate_ranges(qmodel, pairs.lr[:4], passes=2)
+    data = convert(qmodel, ConvertOptions("int8-qat", "int8"), list(pairs.lr))
+    assert audit_ops(data).problems == []
+
+
 def test_range_calibration_converges_and_qat_export_matches(pairs):
     model = tiny_sr(2)
     qmodel = configs.quantize_model(model)

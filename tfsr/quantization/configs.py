@@ -19,6 +19,8 @@ from tfsr.keras import keras
 quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 _DEFAULT_REGISTRY = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+Default8BitConvQuantizeConfig = default_8bit_quantize_registry.Default8BitConvQuantizeConfig
+WRAPPABLE_ACTIVATIONS = ("linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh")  # tfmot's QuantizeAwareActivation
 
 
 def _activation_quantizer():
@@ -104,7 +106,7 @@ def custom_layer_classes() -> dict[str, type]:
 def quantize_scope_objects() -> dict[str, object]:
     """What ``quantize_apply`` must be able to deserialize: tfsr layers and the configs."""
     configs = {c.__name__: c for c in (NoQuantizeConfig, OutputQuantizeConfig, ScalarWeightsQuantizeConfig,
-                                        PixelRangeOutputConfig)}  # fmt: skip
+                                        PixelRangeOutputConfig, Default8BitConvQuantizeConfig)}  # fmt: skip
     return {**custom_layer_classes(), **configs}
 
 
@@ -118,6 +120,12 @@ def config_for(layer) -> QuantizeConfig | None:
     if name in CUSTOM_LAYER_CONFIGS:
         return CUSTOM_LAYER_CONFIGS[name]()
     if _DEFAULT_REGISTRY.supports(layer):
+        activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and activation not in WRAPPABLE_ACTIVATIONS:
+            # tfmot cannot wrap relu6 (s-LWSR's compressed blocks): leave the activation alone, quantize the
+            # weights per channel and the output after the activation, which is how TFLite fuses it.
+            kernel = "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
+            return Default8BitConvQuantizeConfig([kernel], [], True)
         return None
     if not layer.weights:
         return OutputQuantizeConfig()
