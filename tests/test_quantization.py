@@ -142,6 +142,17 @@ def test_pruning_reaches_sparsity_and_compresses(pairs):
         check_sparsity(1.5)
 
 
+def test_prune_preserving_qat_takes_transposed_convs(pairs):
+    # LiteSRNet's upsampler: tfmot's prune-preserve scheme has no config of its own for Conv2DTranspose.
+    x = keras.Input((None, None, 3))
+    y = layers.Conv2D(16, 3, padding="same", activation="relu", name="body")(x)
+    model = keras.Model(x, layers.Conv2DTranspose(3, 2, strides=2, name="up")(y))
+    qmodel = configs.quantize_model(model, preserve_sparsity=True)
+    assert "up" in {l.layer.name for l in qmodel.layers if hasattr(l, "layer")}
+    calibrate_ranges(qmodel, pairs.lr[:4], passes=2)
+    assert audit_ops(convert(qmodel, ConvertOptions("int8-qat", "int8"), list(pairs.lr))).problems == []
+
+
 def test_per_layer_error_report_names_layers(pairs):
     from tfsr.quantization.debug import layer_errors
 

@@ -20,6 +20,7 @@ quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 _DEFAULT_REGISTRY = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 Default8BitConvQuantizeConfig = default_8bit_quantize_registry.Default8BitConvQuantizeConfig
+Default8BitConvTransposeQuantizeConfig = default_8bit_quantize_registry.Default8BitConvTransposeQuantizeConfig
 WRAPPABLE_ACTIVATIONS = ("linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh")  # tfmot's QuantizeAwareActivation
 
 
@@ -106,7 +107,8 @@ def custom_layer_classes() -> dict[str, type]:
 def quantize_scope_objects() -> dict[str, object]:
     """What ``quantize_apply`` must be able to deserialize: tfsr layers and the configs."""
     configs = {c.__name__: c for c in (NoQuantizeConfig, OutputQuantizeConfig, ScalarWeightsQuantizeConfig,
-                                        PixelRangeOutputConfig, Default8BitConvQuantizeConfig)}  # fmt: skip
+                                        PixelRangeOutputConfig, Default8BitConvQuantizeConfig,
+                                        Default8BitConvTransposeQuantizeConfig)}  # fmt: skip
     return {**custom_layer_classes(), **configs}
 
 
@@ -126,6 +128,10 @@ def config_for(layer) -> QuantizeConfig | None:
             # weights per channel and the output after the activation, which is how TFLite fuses it.
             kernel = "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
             return Default8BitConvQuantizeConfig([kernel], [], True)
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            # The default registry's own config, made explicit: tfmot's prune-preserve scheme has none for it
+            # (LiteSRNet's upsampler); explicitly configured, that layer is quantized without keeping its zeros.
+            return Default8BitConvTransposeQuantizeConfig(["kernel"], ["activation"], False)
         return None
     if not layer.weights:
         return OutputQuantizeConfig()
