@@ -180,7 +180,7 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
               help="PTQ activation ranges: MSE-optimal from histograms of the calibration patches, the mean of "
                    "per-batch min/max (as QAT's moving averages), or the converter's plain min/max.")
 @click.option("--equalize", type=float, default=1.0, show_default=True,
-              help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before quantizing: "
+              help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ: "
                    "the same float model, smaller int8 error.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, data, out,
              strict, ranges, equalize):  # fmt: skip

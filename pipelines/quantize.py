@@ -48,7 +48,7 @@ class QuantizeConfig:
     runs_dir: str = "saved_models"
     threads: int = 2
     per_channel: bool = True
-    equalize: float = 1.0  # channel-equalization strength before quantizing (0: off); see tfsr.quantization.equalize
+    equalize: float = 1.0  # channel-equalization strength before PTQ (0: off); see tfsr.quantization.equalize
     ranges: str = "mse"  # PTQ activation ranges: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock)
 
 
@@ -180,7 +180,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
 
         model = prune(model, pairs, config.prune, steps, config.batch, log=log)
     equalization = None
-    if config.equalize:
+    if config.equalize and config.method == "ptq":  # measured for int8 PTQ only (README); QAT learns its ranges
         from tfsr.quantization.equalize import equalize
 
         model, plan = equalize(model, pairs.lr, config.equalize)

@@ -157,12 +157,11 @@ def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]
 
 def channel_ranges(model, patches: np.ndarray, batch: int = 4) -> dict[tuple[str, int, int], np.ndarray]:
     """Per-channel max |x| of every tensor of ``model`` over ``patches`` (N, H, W, 3)."""
-    tensors, keys = [], []
+    by_key = {}  # insertion-ordered: the graph order
     for _, _, inputs, outputs in _nodes(model):
         for t in (*inputs, *outputs):
-            if _tensor_key(t) not in keys:
-                keys.append(_tensor_key(t))
-                tensors.append(t)
+            by_key.setdefault(_tensor_key(t), t)
+    keys, tensors = list(by_key), list(by_key.values())
     probe = keras.Model(model.inputs, tensors)
     ranges = {key: np.zeros(int(t.shape[-1]), np.float64) for key, t in zip(keys, tensors)}
     for start in range(0, len(patches), batch):
