@@ -12,6 +12,7 @@ qat (calibrated ranges, then ``--qat-steps`` Adam/L1 steps).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -150,22 +151,25 @@ def main(argv=None) -> None:
         big = patch_pairs(train, 4 * args.calib, 48, 4, seed=1)
         measure("calibration x4 (800 patches 48x48)", convert(model, stock, list(big.lr)))
 
-    if "equalize" in args.steps:
+    @functools.cache
+    def equalized(strength: float):
         from tfsr.quantization.equalize import equalize
 
+        return equalize(model, calib.lr, strength, args.max_gain)
+
+    if "equalize" in args.steps:
         for strength in args.strengths:
-            equalized, plan = equalize(model, calib.lr, strength, args.max_gain)
+            equalized_model, plan = equalized(strength)
             measure(f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ptq stock",
-                    convert(equalized, stock, representative), classes=plan.classes, largest_gain=plan.largest_gain)  # fmt: skip
+                    convert(equalized_model, stock, representative), classes=plan.classes, largest_gain=plan.largest_gain)  # fmt: skip
 
     if "ranges" in args.steps:
-        from tfsr.quantization.equalize import equalize
         from tfsr.quantization.ranges import RANGE_METHODS, convert_with_ranges
 
         variants = [("", model, {})]
         for strength in args.strengths:
-            equalized, plan = equalize(model, calib.lr, strength, args.max_gain)
-            variants.append((f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ", equalized,
+            equalized_model, plan = equalized(strength)
+            variants.append((f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ", equalized_model,
                              {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
         for method in RANGE_METHODS:
             for prefix, variant, extra in variants:

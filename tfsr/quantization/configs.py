@@ -122,16 +122,16 @@ def config_for(layer) -> QuantizeConfig | None:
     if name in CUSTOM_LAYER_CONFIGS:
         return CUSTOM_LAYER_CONFIGS[name]()
     if _DEFAULT_REGISTRY.supports(layer):
+        if isinstance(layer, keras.layers.Conv2DTranspose):  # before Conv2D, its base class (other kernel layout)
+            # The default registry's own config, made explicit: tfmot's prune-preserve scheme has none for it
+            # (LiteSRNet's upsampler); explicitly configured, that layer is quantized without keeping its zeros.
+            return Default8BitConvTransposeQuantizeConfig(["kernel"], ["activation"], False)
         activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
         if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and activation not in WRAPPABLE_ACTIVATIONS:
             # tfmot cannot wrap relu6 (s-LWSR's compressed blocks): leave the activation alone, quantize the
             # weights per channel and the output after the activation, which is how TFLite fuses it.
             kernel = "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
             return Default8BitConvQuantizeConfig([kernel], [], True)
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            # The default registry's own config, made explicit: tfmot's prune-preserve scheme has none for it
-            # (LiteSRNet's upsampler); explicitly configured, that layer is quantized without keeping its zeros.
-            return Default8BitConvTransposeQuantizeConfig(["kernel"], ["activation"], False)
         return None
     if not layer.weights:
         return OutputQuantizeConfig()

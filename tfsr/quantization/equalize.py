@@ -108,10 +108,12 @@ def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]
     for layer, _, inputs, outputs in _nodes(model):
         for t in (*inputs, *outputs):
             classes.add(t)
+        # Plain convs only: a transposed conv's kernel is (h, w, out, in) and a depthwise conv ties each output to
+        # one input channel; both fall to the last branch (gain 1 on both sides).
         foldable = (
-            isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D))
-            and not isinstance(layer, layers.Conv2DTranspose)  # its kernel is (h, w, out, in)
-            and getattr(layer, "groups", 1) == 1
+            isinstance(layer, layers.Conv2D)
+            and not isinstance(layer, layers.Conv2DTranspose)
+            and layer.groups == 1
             and _activation_name(layer) in (*_HOMOGENEOUS_ACTIVATIONS, "sigmoid")
         )
         if foldable:
@@ -121,11 +123,8 @@ def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]
                 classes.union(classes.ids(first_out[0]), classes.ids(outputs[0]))
             else:
                 convs[layer.name] = (inputs, outputs)
-            if _activation_name(layer) == "sigmoid" or isinstance(layer, layers.DepthwiseConv2D):
-                # sigmoid is not homogeneous; a depthwise conv is kept out for simplicity of the fold
+            if _activation_name(layer) == "sigmoid":  # not homogeneous
                 classes.fix(outputs[0])
-                if isinstance(layer, layers.DepthwiseConv2D):
-                    classes.fix(inputs[0])
         elif _passes_gain(layer) and len(inputs) == 1:
             classes.union(classes.ids(inputs[0]), classes.ids(outputs[0]))
         elif isinstance(layer, ResizeLike):  # input 1 only gives the size
