@@ -25,6 +25,7 @@ DEFAULT_SETS = ("Set5", "Set14")
 METHODS = ("ptq", "qat", "ptq16x8")  # ptq16x8: int16 activations, int8 weights (CPU/DSP)
 TARGETS = ("generic", "edgetpu", "nnapi")
 RANGES = ("mse", "mean-batch", "minmax")
+CONCAT_SCALES = ("own", "shared")
 EDGETPU_DEFAULT_HW = (64, 64)
 
 
@@ -50,6 +51,7 @@ class QuantizeConfig:
     per_channel: bool = True
     equalize: float = 1.0  # channel-equalization strength before PTQ (0: off); see tfsr.quantization.equalize
     ranges: str = "mse"  # PTQ activation ranges: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock)
+    concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -82,7 +84,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
     from tfsr.tflite import IO_TYPES
 
     for name, value, allowed in (("--method", config.method, METHODS), ("--target", config.target, TARGETS),
-                                 ("--io", config.io, IO_TYPES), ("--ranges", config.ranges, RANGES)):  # fmt: skip
+                                 ("--io", config.io, IO_TYPES), ("--ranges", config.ranges, RANGES),
+                                 ("--concat-scales", config.concat_scales, CONCAT_SCALES)):  # fmt: skip
         if value not in allowed:
             raise TfsrError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     if config.prune is not None:
@@ -204,10 +207,14 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         int8_model, representative = model, list(pairs.lr)
     ranges = config.ranges if config.method == "ptq" else "learned (QAT)" if config.method == "qat" else "minmax"
     log(f"converting to int8 ({int8_options.mode}, {ranges} activation ranges, {config.io} I/O, input {input_hw or 'dynamic'})")
-    if config.method == "ptq" and config.ranges != "minmax":
+    requantized = []
+    if config.method == "ptq" and (config.ranges != "minmax" or config.concat_scales == "own"):
         from tfsr.quantization.ranges import convert_with_ranges
 
-        int8_bytes = convert_with_ranges(int8_model, int8_options, representative, config.ranges)
+        int8_bytes, requantized = convert_with_ranges(int8_model, int8_options, representative, config.ranges,
+                                                      own_concat_scales=config.concat_scales == "own")  # fmt: skip
+        for r in requantized:
+            log(f"own scale for concatenation input {r.tensor}: step {r.own_scale:.3g} instead of {r.concat_scale:.3g}")
     else:
         int8_bytes = tflite.convert(int8_model, int8_options, representative)
     float_bytes = tflite.convert(model, tflite.ConvertOptions("float32", "float32", input_hw))
@@ -215,7 +222,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         sparsity = kernel_sparsity(model)
     audit = tflite.audit_ops(int8_bytes, config.target)
     if config.strict and audit.problems:
-        raise TfsrError(f"--strict: the {config.target} op audit of {out.name} found: {'; '.join(audit.problems)}")
+        hint = " (--concat-scales shared avoids the int8 -> int8 QUANTIZE ops, at a cost in quality)" if requantized else ""
+        raise TfsrError(f"--strict: the {config.target} op audit of {out.name} found: {'; '.join(audit.problems)}{hint}")
     with atomic_path(out, suffix=".tmp") as tmp:  # a killed run leaves no partial .tflite, the old one intact
         tmp.write_bytes(int8_bytes)
     log(f"wrote {out} ({len(int8_bytes):,} bytes)")
@@ -251,6 +259,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         "kernel_sparsity": sparsity,
         "equalization": equalization,
         "activation_ranges": ranges,
+        "concat_inputs_requantized": [asdict(r) for r in requantized],
         "audit": {**audit.to_json(), "summary": audit.summary()},
         "edgetpu_compiler": compiler,
         "scores": {m: {d: {k: v for k, v in s.items() if k != "per_image"} for d, s in per.items()} for m, per in scores.items()},

@@ -6,7 +6,9 @@ Each step appends to the JSON as soon as it is measured, so a bounded run still 
 Steps (``--steps`` picks some): float, ptq (the issue's baseline: 200 real 48x48 patches, uint8 I/O, output
 clipped), per-layer (QuantizationDebugger: the layers that lose most), remedies (calibration size and patch size,
 per-tensor weights, attention ops kept in float, 16x8), equalize (channel equalization before PTQ, at each
-``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), latency (float32 vs int8 TFLite, XNNPACK, same threads),
+``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), concat
+(min/max and MSE ranges, alone and after equalization, with concatenation inputs on their own scales; latency of
+the last), latency (float32 vs int8 TFLite, XNNPACK, same threads),
 qat (calibrated ranges, then ``--qat-steps`` Adam/L1 steps).
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tfsr.predictors import KerasPredictor  # noqa: E402
 from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-STEPS = ("float", "ptq", "per-layer", "remedies", "equalize", "ranges", "latency", "qat")
+STEPS = ("float", "ptq", "per-layer", "remedies", "equalize", "ranges", "concat", "latency", "qat")
 
 
 def log(msg: str) -> None:
@@ -173,7 +175,25 @@ def main(argv=None) -> None:
                              {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
         for method in RANGE_METHODS:
             for prefix, variant, extra in variants:
-                measure(f"{prefix}{method} ranges", convert_with_ranges(variant, stock, representative, method), **extra)
+                data, _ = convert_with_ranges(variant, stock, representative, method, own_concat_scales=False)
+                measure(f"{prefix}{method} ranges", data, **extra)
+
+    if "concat" in args.steps:
+        from tfsr.quantization.ranges import convert_with_ranges
+
+        variants = [("", model, {})]
+        for strength in args.strengths:
+            equalized_model, plan = equalized(strength)
+            variants.append((f"equalized (strength {strength:g}) + ", equalized_model, {"largest_gain": plan.largest_gain}))
+        for method in ("minmax", "mse"):
+            for prefix, variant, extra in variants:
+                data, requantized = convert_with_ranges(variant, stock, representative, method, own_concat_scales=True)
+                requantized = [f"{r.tensor}: {r.concat_scale:.3g} -> {r.own_scale:.3g}" for r in requantized]
+                measure(f"{prefix}{method} ranges + own concat-input scales", data, requantized=requantized, **extra)
+        hw = tuple(int(v) for v in args.latency_size.split("x"))
+        results["latency_own_concat_scales_int8_ms"] = round(latency_ms(data, hw, args.threads, args.latency_runs), 1)
+        log(f"latency {hw} of the last model: {results['latency_own_concat_scales_int8_ms']} ms")
+        save()
 
     if "latency" in args.steps:
         hw = tuple(int(v) for v in args.latency_size.split("x"))

@@ -47,6 +47,7 @@ def test_quantize_ptq_writes_tflite_and_report(workspace):
     assert set(report["scores"]) == {"float keras", "float tflite", "int8 tflite"}
     assert abs(report["drop_db"]["Tiny"]) < 0.2
     assert report["equalization"]["strength"] == 1.0 and report["equalization"]["channel_classes"] > 0  # the default
+    assert report["concat_inputs_requantized"] == []  # its concat reads the graph input and a tensor only it reads
     assert report["sizes"]["int8 tflite"]["raw"] < report["sizes"]["float32 tflite"]["raw"]
     assert "drop (float keras - int8)" in out.with_suffix(".txt").read_text()
     assert [p.name for p in tmp_path.glob("*.tmp")] == []
@@ -84,6 +85,27 @@ def test_quantize_prune_then_qat_keeps_sparsity(workspace):
     assert abs(report["drop_db"]["Tiny"]) < 0.2  # float and int8 scores are of the same fine-tuned weights
 
 
+def test_quantize_requantizes_concat_inputs_and_strict_names_the_option(workspace):
+    from cli import cli
+    from test_concat_scales import skip_concat_sr
+
+    tmp_path, calib, data = workspace
+    skip_concat_sr().save(tmp_path / "tiny.keras")
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--strict")])
+    assert result.exit_code == 2
+    assert "QUANTIZE inside the graph" in result.output and "--concat-scales shared avoids" in result.output
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--strict", "--concat-scales", "shared")])
+    assert result.exit_code == 0, result.output
+    shared = json.loads((tmp_path / "tiny_int8.json").read_text())
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data)])
+    assert result.exit_code == 0, result.output
+    own = json.loads((tmp_path / "tiny_int8.json").read_text())
+    [requantized] = own["concat_inputs_requantized"]
+    assert requantized["tensor"].startswith("skip_concat_sr/head/BiasAdd") and requantized["own_scale"] < requantized["concat_scale"] / 5
+    assert shared["concat_inputs_requantized"] == []
+    assert own["drop_db"]["Tiny"] < shared["drop_db"]["Tiny"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -92,6 +114,7 @@ def test_quantize_prune_then_qat_keeps_sparsity(workspace):
         (["--input-size", "big"], "--input-size must be HxW"),
         (["--steps", "0"], "--steps must be at least 1"),
         (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
+        (["--concat-scales", "mixed"], "Invalid value for '--concat-scales'"),
     ],
 )
 def test_quantize_bad_options(tmp_path, args, message):

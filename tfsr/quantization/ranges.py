@@ -125,13 +125,20 @@ def quantize_calibrated(calibrated: bytes, options: ConvertOptions) -> bytes:
     return convert.mlir_quantize(calibrated, not options.per_channel, input_data_type=io, output_data_type=io)
 
 
-def convert_with_ranges(model, options: ConvertOptions, representative: Sequence[np.ndarray], method: str = "mse") -> bytes:
-    """Full-integer int8 like ``tfsr.tflite.convert`` in mode int8, with activation ranges from ``method``."""
+def convert_with_ranges(model, options: ConvertOptions, representative: Sequence[np.ndarray], method: str = "mse",
+                        own_concat_scales: bool = True) -> tuple[bytes, list]:
+    """Full-integer int8 like ``tfsr.tflite.convert`` in mode int8, with activation ranges from ``method``
+    (RANGE_METHODS, or "minmax": the converter's own) and, with ``own_concat_scales``, concatenation inputs
+    that also feed other ops on their own scales (``tfsr.quantization.concat_scales``; the list it returns)."""
+    from tfsr.quantization import concat_scales
+
     if options.mode != "int8":
-        raise ValueError(f"MSE ranges are for mode int8, not {options.mode}")
+        raise ValueError(f"calibrated ranges are for mode int8, not {options.mode}")
     try:
-        ranged, _ = with_ranges(calibrated_model(model, options, representative), representative, method)
-        return quantize_calibrated(ranged, options)
+        ranged = calibrated_model(model, options, representative)
+        if method != "minmax":
+            ranged, _ = with_ranges(ranged, representative, method)
+        int8 = quantize_calibrated(ranged, options)
     except Exception as exc:  # the converter raises many types, with MLIR dumps; keep the first line
         raise TfsrError(f"TFLite conversion (int8, {method} ranges) of {model.name} failed: {first_line(exc)}") from None
-
+    return concat_scales.own_concat_scales(int8, ranged) if own_concat_scales else (int8, [])
