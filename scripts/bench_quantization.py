@@ -84,6 +84,7 @@ def main(argv=None) -> None:
     parser.add_argument("--latency-runs", type=int, default=5)
     parser.add_argument("--json", default=str(ROOT / "saved_models" / "bench_quantization.json"))
     args = parser.parse_args(argv)
+    latency_hw = tuple(int(v) for v in args.latency_size.split("x"))
 
     from tfsr.quantization.data import patch_pairs
 
@@ -159,6 +160,15 @@ def main(argv=None) -> None:
 
         return equalize(model, calib.lr, strength, args.max_gain)
 
+    def variants() -> list[tuple[str, object, dict]]:
+        """(label prefix, model, extra JSON) for the model as it is and equalized at each of ``--strengths``."""
+        found = [("", model, {})]
+        for strength in args.strengths:
+            equalized_model, plan = equalized(strength)
+            found.append((f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ", equalized_model,
+                          {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
+        return found
+
     if "equalize" in args.steps:
         for strength in args.strengths:
             equalized_model, plan = equalized(strength)
@@ -168,40 +178,29 @@ def main(argv=None) -> None:
     if "ranges" in args.steps:
         from tfsr.quantization.ranges import RANGE_METHODS, convert_with_ranges
 
-        variants = [("", model, {})]
-        for strength in args.strengths:
-            equalized_model, plan = equalized(strength)
-            variants.append((f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ", equalized_model,
-                             {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
         for method in RANGE_METHODS:
-            for prefix, variant, extra in variants:
+            for prefix, variant, extra in variants():
                 data, _ = convert_with_ranges(variant, stock, representative, method, own_concat_scales=False)
                 measure(f"{prefix}{method} ranges", data, **extra)
 
     if "concat" in args.steps:
         from tfsr.quantization.ranges import convert_with_ranges
 
-        variants = [("", model, {})]
-        for strength in args.strengths:
-            equalized_model, plan = equalized(strength)
-            variants.append((f"equalized (strength {strength:g}) + ", equalized_model, {"largest_gain": plan.largest_gain}))
         for method in ("minmax", "mse"):
-            for prefix, variant, extra in variants:
+            for prefix, variant, extra in variants():
                 data, requantized = convert_with_ranges(variant, stock, representative, method, own_concat_scales=True)
                 requantized = [f"{r.tensor}: {r.concat_scale:.3g} -> {r.own_scale:.3g}" for r in requantized]
                 measure(f"{prefix}{method} ranges + own concat-input scales", data, requantized=requantized, **extra)
-        hw = tuple(int(v) for v in args.latency_size.split("x"))
-        results["latency_own_concat_scales_int8_ms"] = round(latency_ms(data, hw, args.threads, args.latency_runs), 1)
-        log(f"latency {hw} of the last model: {results['latency_own_concat_scales_int8_ms']} ms")
+        results["latency_own_concat_scales_int8_ms"] = round(latency_ms(data, latency_hw, args.threads, args.latency_runs), 1)
+        log(f"latency {latency_hw} of the last model: {results['latency_own_concat_scales_int8_ms']} ms")
         save()
 
     if "latency" in args.steps:
-        hw = tuple(int(v) for v in args.latency_size.split("x"))
-        f_ms = latency_ms(float_bytes, hw, args.threads, args.latency_runs)
-        i_ms = latency_ms(stock_bytes, hw, args.threads, args.latency_runs)
-        results["latency"] = {"lr_hw": list(hw), "threads": args.threads, "runs": args.latency_runs,
+        f_ms = latency_ms(float_bytes, latency_hw, args.threads, args.latency_runs)
+        i_ms = latency_ms(stock_bytes, latency_hw, args.threads, args.latency_runs)
+        results["latency"] = {"lr_hw": list(latency_hw), "threads": args.threads, "runs": args.latency_runs,
                               "float32_ms": round(f_ms, 1), "int8_ms": round(i_ms, 1), "speedup": round(f_ms / i_ms, 2)}  # fmt: skip
-        log(f"latency {hw}: float32 {f_ms:.0f} ms, int8 {i_ms:.0f} ms ({f_ms / i_ms:.2f}x)")
+        log(f"latency {latency_hw}: float32 {f_ms:.0f} ms, int8 {i_ms:.0f} ms ({f_ms / i_ms:.2f}x)")
         save()
 
     if "qat" in args.steps:

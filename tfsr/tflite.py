@@ -173,7 +173,7 @@ def _schema():
     return schema
 
 
-def _enum_names(enum_class) -> dict[int, str]:
+def enum_names(enum_class) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
 
 
@@ -187,7 +187,7 @@ def audit_ops(data: bytes, target: str = "generic", expect_integer: bool = True)
         raise TfsrError(f"--target must be one of {', '.join(TARGET_OPS)}, not {target!r}")
     schema = _schema()
     model = schema.Model.GetRootAs(data, 0)
-    op_names, type_names = _enum_names(schema.BuiltinOperator), _enum_names(schema.TensorType)
+    op_names, type_names = enum_names(schema.BuiltinOperator), enum_names(schema.TensorType)
     graph = model.Subgraphs(0)
     graph_inputs, graph_outputs = set(graph.InputsAsNumpy().tolist()), set(graph.OutputsAsNumpy().tolist())
 

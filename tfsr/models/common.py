@@ -13,6 +13,11 @@ import numpy as np
 from tfsr.keras import keras, layers
 
 
+def activation_name(layer) -> str:
+    """The name of a layer's activation function ("" for a layer without one)."""
+    return getattr(getattr(layer, "activation", None), "__name__", "")
+
+
 def torch_kernel_init() -> keras.initializers.Initializer:
     # kaiming_uniform(a=sqrt(5)): bound = sqrt(6 / ((1 + 5) * fan_in)) = sqrt(1 / fan_in) = VarianceScaling(1/3).
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")

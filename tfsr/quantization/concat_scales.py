@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfsr.tflite import enum_names
+
 # Ops whose int8 kernels take their output scale from the output tensor (requantizing internally).
 FREE_OUTPUT = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "LEAKY_RELU", "PRELU"}
 # Ops that read any input scale: activation input slot -> bias slot (None: no bias).
@@ -41,16 +43,6 @@ class Requantized:
     own_scale: float
 
 
-def _graph_ranges(model_t) -> dict[bytes, tuple[float, float]]:
-    """{tensor name: (min, max)} of a calibrated float model."""
-    ranges = {}
-    for tensor in model_t.subgraphs[0].tensors:
-        q = tensor.quantization
-        if q is not None and q.min is not None and len(q.min) == 1:
-            ranges[tensor.name] = (float(q.min[0]), float(q.max[0]))
-    return ranges
-
-
 def own_concat_scales(int8: bytes, calibrated: bytes, min_gain: float = MIN_GAIN) -> tuple[bytes, list[Requantized]]:
     """``int8`` with each concatenation input that also feeds other ops on the scale of its range in
     ``calibrated`` (the calibrated float model ``int8`` was quantized from), where that step is at least
@@ -58,10 +50,13 @@ def own_concat_scales(int8: bytes, calibrated: bytes, min_gain: float = MIN_GAIN
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    ranges = _graph_ranges(flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)))
+    from tfsr.quantization.ranges import tensor_ranges
+
+    calibrated_t = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    ranges = {calibrated_t.subgraphs[0].tensors[i].name: r for i, r in tensor_ranges(calibrated_t).items()}
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8))
     graph = model.subgraphs[0]
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op_names = enum_names(schema.BuiltinOperator)
 
     def name_of(op) -> str:
         code = model.operatorCodes[op.opcodeIndex]
@@ -80,8 +75,10 @@ def own_concat_scales(int8: bytes, calibrated: bytes, min_gain: float = MIN_GAIN
         return float(q.scale[0]), int(q.zeroPoint[0])
 
     def accepts_any_scale(op, t) -> bool:
-        slot, _ = FREE_INPUT.get(name_of(op), (-1, None))
-        return slot is None or (slot >= 0 and op.inputs[slot] == t and list(op.inputs).count(t) == 1)
+        if name_of(op) not in FREE_INPUT:
+            return False
+        slot = FREE_INPUT[name_of(op)][0]
+        return slot is None or (op.inputs[slot] == t and list(op.inputs).count(t) == 1)
 
     boundary = set(graph.inputs) | set(graph.outputs)
     plan: dict[int, tuple[float, int]] = {}  # tensor -> own (scale, zero point)

@@ -15,6 +15,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from tfsr import layers as tfsr_layers
 from tfsr.errors import TfsrError
 from tfsr.keras import keras
+from tfsr.models.common import activation_name
 
 quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -126,8 +127,7 @@ def config_for(layer) -> QuantizeConfig | None:
             # The default registry's own config, made explicit: tfmot's prune-preserve scheme has none for it
             # (LiteSRNet's upsampler); explicitly configured, that layer is quantized without keeping its zeros.
             return Default8BitConvTransposeQuantizeConfig(["kernel"], ["activation"], False)
-        activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and activation not in WRAPPABLE_ACTIVATIONS:
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and activation_name(layer) not in WRAPPABLE_ACTIVATIONS:
             # tfmot cannot wrap relu6 (s-LWSR's compressed blocks): leave the activation alone, quantize the
             # weights per channel and the output after the activation, which is how TFLite fuses it.
             kernel = "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"

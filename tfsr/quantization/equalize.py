@@ -25,6 +25,7 @@ import numpy as np
 
 from tfsr.keras import keras, layers, tf
 from tfsr.layers import ContrastPooling, ResizeLike
+from tfsr.models.common import activation_name
 
 # Single-input ops with f(s * x) = s * f(x) per channel for s > 0.
 _HOMOGENEOUS = (layers.LeakyReLU, layers.PReLU, layers.MaxPooling2D, layers.AveragePooling2D, layers.UpSampling2D,
@@ -38,20 +39,16 @@ def _tensor_key(tensor) -> tuple[str, int, int]:
     return layer.name, node_index, tensor_index
 
 
-def _activation_name(layer) -> str:
-    return getattr(getattr(layer, "activation", None), "__name__", "")
-
-
 def _passes_gain(layer) -> bool:
     if isinstance(layer, layers.ReLU):
         return layer.max_value is None and float(layer.threshold) == 0.0 and float(layer.negative_slope) >= 0.0
     if isinstance(layer, layers.Activation):
-        return _activation_name(layer) in _HOMOGENEOUS_ACTIVATIONS
+        return activation_name(layer) in _HOMOGENEOUS_ACTIVATIONS
     return isinstance(layer, _HOMOGENEOUS)
 
 
 def _is_gate(tensor) -> bool:
-    return _activation_name(tensor._keras_history[0]) == "sigmoid"
+    return activation_name(tensor._keras_history[0]) == "sigmoid"
 
 
 @dataclass
@@ -114,7 +111,7 @@ def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]
             isinstance(layer, layers.Conv2D)
             and not isinstance(layer, layers.Conv2DTranspose)
             and layer.groups == 1
-            and _activation_name(layer) in (*_HOMOGENEOUS_ACTIVATIONS, "sigmoid")
+            and activation_name(layer) in (*_HOMOGENEOUS_ACTIVATIONS, "sigmoid")
         )
         if foldable:
             if layer.name in convs:  # a shared conv (recurrent weights): every call must see the same gains
@@ -123,7 +120,7 @@ def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]
                 classes.union(classes.ids(first_out[0]), classes.ids(outputs[0]))
             else:
                 convs[layer.name] = (inputs, outputs)
-            if _activation_name(layer) == "sigmoid":  # not homogeneous
+            if activation_name(layer) == "sigmoid":  # not homogeneous
                 classes.fix(outputs[0])
         elif _passes_gain(layer) and len(inputs) == 1:
             classes.union(classes.ids(inputs[0]), classes.ids(outputs[0]))

@@ -34,7 +34,8 @@ def calibrated_model(model, options: ConvertOptions, representative: Sequence[np
     return converter.convert()
 
 
-def _tensors_with_ranges(model_t) -> dict[int, tuple[float, float]]:
+def tensor_ranges(model_t) -> dict[int, tuple[float, float]]:
+    """{tensor index: (min, max)} of each inner activation of a calibrated model (``ModelT``)."""
     subgraph = model_t.subgraphs[0]
     boundary = set(subgraph.inputs) | set(subgraph.outputs)
     ranges = {}
@@ -105,7 +106,7 @@ def with_ranges(calibrated: bytes, patches: Sequence[np.ndarray], method: str = 
     if method not in RANGE_METHODS:
         raise ValueError(f"range method must be one of {RANGE_METHODS}, not {method!r}")
     model_t = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
-    ranges = _tensors_with_ranges(model_t)
+    ranges = tensor_ranges(model_t)
     stats = _tensor_stats(calibrated, ranges, patches)
     changes = {}
     for i, (lo, hi) in ranges.items():
