@@ -1,6 +1,9 @@
 """`cli.py import-weights` end to end without ../shared: a Keras model's weights written in PyTorch layout
 (including the PixelShuffle channel order) import into a fresh model and reproduce its output exactly; the
 layouts themselves are checked against NumPy implementations of torch's conv, transposed conv and PixelShuffle."""
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,7 +14,10 @@ from tfsr.keras import keras
 from tfsr.layers import PixelShuffle
 from tfsr.models.common import transposed_conv_layer
 from tfsr.predictors import load_keras_model
+from tfsr.errors import TfsrError
 from tfsr.weights import assign_state_dict, state_dict_from_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def torch_conv2d_same(x, weight, bias):
@@ -156,15 +162,38 @@ def test_litesrnet_imports_as_the_released_code_computes_it(scale, rng):
     np.testing.assert_allclose(model(lr).numpy(), expected, rtol=1e-4, atol=1e-3)
 
 
-def test_pytorch_checkpoint_files_load_like_npz(tmp_path):
-    """A real ``.pth`` (a DataParallel-style ``module.`` state dict inside {"state_dict": ...}) gives the same
-    tensors as the ``.npz``. PyTorch is an optional dependency: without it this checks nothing and says so."""
-    torch = pytest.importorskip("torch", reason="PyTorch (optional) is not installed: .pth loading untested here")
+def test_pytorch_checkpoints_load_without_pytorch(tmp_path):
+    """A real ``torch.save`` file (tests/fixtures/make_torch_checkpoint.py, torch 2.14.1): DataParallel's
+    ``module.`` prefix inside {"state_dict": ...}, strided views, storage offsets, float16, bfloat16 and an int64
+    scalar, read with numpy alone."""
     from tfsr.weights import load_state_dict
 
-    state = state_dict_from_model(tfsr.build_model("litesrnet", 4))
-    torch.save({"state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in state.items()}}, tmp_path / "c.pth")
-    loaded = load_state_dict(tmp_path / "c.pth")
-    assert sorted(loaded) == sorted(state)
-    for key, value in state.items():
-        np.testing.assert_array_equal(loaded[key], value)
+    loaded = load_state_dict(FIXTURES / "torch_checkpoint.pth")
+    base = np.arange(24, dtype=np.float32)
+    expected = {
+        "conv.weight": base.reshape(2, 3, 2, 2),
+        "conv.bias": np.array([0.5, -1.5]),
+        "proj.weight": base[:6].reshape(2, 3).T,
+        "tail.bias": base[10:14],
+        "half.weight": np.arange(4) / 4,
+        "bf16.weight": np.arange(4) * 2.0,
+        "bn.num_batches_tracked": np.array(7.0),
+    }
+    assert sorted(loaded) == sorted(expected)
+    for key, value in expected.items():
+        assert loaded[key].dtype == np.float32
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+
+
+def test_unreadable_pytorch_checkpoints_are_one_line_errors(tmp_path):
+    from tfsr.weights import load_state_dict
+
+    legacy = tmp_path / "legacy.pth"
+    legacy.write_bytes(b"\x80\x02not a zip")
+    with pytest.raises(TfsrError, match="not a PyTorch zip checkpoint"):
+        load_state_dict(legacy)
+    hostile = tmp_path / "hostile.pth"
+    with zipfile.ZipFile(hostile, "w") as archive:  # a pickle that would run os.system if trusted
+        archive.writestr("hostile/data.pkl", b"cos\nsystem\n(S'echo pwned'\ntR.")
+    with pytest.raises(TfsrError, match="os.system is not a tensor"):
+        load_state_dict(hostile)

@@ -8,6 +8,9 @@ Nothing is skipped silently: a missing, unexpected or mis-shaped key is an error
 """
 from __future__ import annotations
 
+import pickle
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,66 @@ from tfsr.keras import keras, layers
 from tfsr.layers import PixelShuffle
 
 
+# PyTorch storage classes -> numpy dtypes (bfloat16: its 16 bits are the top half of a float32)
+_TORCH_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "<u2",
+                   "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
+                   "ByteStorage": "u1", "BoolStorage": "?"}  # fmt: skip
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """The ``data.pkl`` of a PyTorch zip checkpoint, tensors rebuilt as numpy arrays from the archive's storages.
+    Like ``torch.load(weights_only=True)`` it builds nothing but tensors, dicts, lists and scalars."""
+
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(file)
+        self.archive, self.prefix = archive, prefix
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _rebuild_tensor
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return lambda data, requires_grad, hooks: data
+        if module == "torch" and name in _TORCH_STORAGES:
+            return name
+        raise pickle.UnpicklingError(f"{module}.{name} is not a tensor, dict or number")
+
+    def persistent_load(self, pid):
+        kind, storage, key, _location, _numel = pid
+        if kind != "storage" or storage not in _TORCH_STORAGES:
+            raise pickle.UnpicklingError(f"unsupported storage {pid[:2]}")
+        data = np.frombuffer(self.archive.read(f"{self.prefix}data/{key}"), _TORCH_STORAGES[storage])
+        return (data.astype("<u4") << 16).view("<f4") if storage == "BFloat16Storage" else data
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *_ignored) -> np.ndarray:
+    if not size:
+        return np.array(storage[offset])
+    strides = [s * storage.itemsize for s in stride]
+    return np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), strides).copy()
+
+
+def read_torch_checkpoint(path: str | Path):
+    """What ``torch.save`` wrote to ``path`` (zip format, PyTorch >= 1.6), with tensors as numpy arrays."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise TfsrError(f"{path} is not a PyTorch zip checkpoint (saved by PyTorch < 1.6?): re-save it with a "
+                        "current torch.save or convert the tensors to .npz")  # fmt: skip
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+        if not pickles:
+            raise TfsrError(f"{path} has no data.pkl: not a PyTorch checkpoint")
+        prefix = pickles[0][: -len("data.pkl")]
+        try:
+            with archive.open(pickles[0]) as file:
+                return _TorchUnpickler(file, archive, prefix).load()
+        except (pickle.UnpicklingError, KeyError, ValueError) as exc:
+            raise TfsrError(f"{path}: cannot read the checkpoint ({exc})") from None
+
+
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """Tensors of a ``.npz`` (state-dict keys as names) or of a ``.pth``/``.pt`` (needs PyTorch)."""
+    """Tensors of a ``.npz`` (state-dict keys as names) or of a ``.pth``/``.pt`` (read without PyTorch)."""
     path = Path(path)
     if not path.is_file():
         raise TfsrError(f"checkpoint {path} does not exist")
@@ -29,17 +90,13 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         except (OSError, ValueError) as exc:
             raise TfsrError(f"{path} is not a readable .npz file ({exc})") from None
     if path.suffix in (".pth", ".pt"):
-        try:
-            import torch
-        except ImportError:
-            raise TfsrError(
-                f"{path}: reading .pth needs PyTorch (pip install torch), or save the tensors as .npz"
-            ) from None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_checkpoint(path)
         for key in ("state_dict", "model", "params"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
-        return {k.removeprefix("module."): v.detach().float().numpy() for k, v in state.items()}
+        if not isinstance(state, dict):
+            raise TfsrError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+        return {k.removeprefix("module."): v.astype(np.float32) for k, v in state.items() if isinstance(v, np.ndarray)}
     raise TfsrError(f"{path}: unknown checkpoint type {path.suffix!r}; use .npz, .pth or .pt")
 
 
