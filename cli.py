@@ -177,22 +177,26 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--out", default=None, help="Output .tflite (default: next to the model).")
 @click.option("--strict", is_flag=True, help="Fail when the op audit finds float ops, inner (de)quantize or unsupported ops.")
 @click.option("--ranges", type=click.Choice(["mse", "mean-batch", "minmax"]), default="mse", show_default=True,
-              help="PTQ activation ranges: MSE-optimal from histograms of the calibration patches, the mean of "
-                   "per-batch min/max (as QAT's moving averages), or the converter's plain min/max.")
+              help="Activation ranges: MSE-optimal from histograms of the calibration patches (QAT: kept while "
+                   "fine-tuning), the mean of per-batch min/max (QAT: tfmot's moving averages), or (PTQ only) the "
+                   "converter's plain min/max.")
 @click.option("--concat-scales", type=click.Choice(["own", "shared"]), default="own", show_default=True,
               help="PTQ: a concatenation input that also feeds other ops keeps its own int8 scale and is "
                    "requantized (QUANTIZE int8->int8) into the concatenation, or all take the concatenation's scale.")
+@click.option("--qat-target", type=click.Choice(["float", "hr"]), default="float", show_default=True,
+              help="QAT fine-tuning targets: the float model's own outputs (the int8 model learns its float self) "
+                   "or the HR patches (also retrains the float weights on the calibration images).")
 @click.option("--equalize", type=float, default=1.0, show_default=True,
-              help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ: "
+              help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, data, out,
-             strict, ranges, concat_scales, equalize):  # fmt: skip
+             strict, ranges, concat_scales, qat_target, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
-                            concat_scales=concat_scales)  # fmt: skip
+                            concat_scales=concat_scales, qat_target=qat_target)  # fmt: skip
     click.echo(run(config).table())
 
 

@@ -26,6 +26,7 @@ METHODS = ("ptq", "qat", "ptq16x8")  # ptq16x8: int16 activations, int8 weights 
 TARGETS = ("generic", "edgetpu", "nnapi")
 RANGES = ("mse", "mean-batch", "minmax")
 CONCAT_SCALES = ("own", "shared")
+QAT_TARGETS = ("float", "hr")
 EDGETPU_DEFAULT_HW = (64, 64)
 
 
@@ -49,8 +50,11 @@ class QuantizeConfig:
     runs_dir: str = "saved_models"
     threads: int = 2
     per_channel: bool = True
-    equalize: float = 1.0  # channel-equalization strength before PTQ (0: off); see tfsr.quantization.equalize
-    ranges: str = "mse"  # PTQ activation ranges: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock)
+    equalize: float = 1.0  # channel-equalization strength before PTQ or QAT (0: off); see tfsr.quantization.equalize
+    # Activation ranges. PTQ: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock). QAT: "mse"
+    # (MSE-optimal, kept while fine-tuning) or "mean-batch" (tfmot's moving averages of per-batch min/max).
+    ranges: str = "mse"
+    qat_target: str = "float"  # QAT fine-tuning targets: the float model's outputs (distillation) or "hr" patches
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
 
 
@@ -85,7 +89,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
 
     for name, value, allowed in (("--method", config.method, METHODS), ("--target", config.target, TARGETS),
                                  ("--io", config.io, IO_TYPES), ("--ranges", config.ranges, RANGES),
-                                 ("--concat-scales", config.concat_scales, CONCAT_SCALES)):  # fmt: skip
+                                 ("--concat-scales", config.concat_scales, CONCAT_SCALES),
+                                 ("--qat-target", config.qat_target, QAT_TARGETS)):  # fmt: skip
         if value not in allowed:
             raise TfsrError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     if config.prune is not None:
@@ -98,6 +103,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
             raise TfsrError(f"{name} must be at least 1, not {value}")
     if not 0.0 <= config.equalize <= 1.0:
         raise TfsrError(f"--equalize must be between 0 (off) and 1, not {config.equalize}")
+    if config.method == "qat" and config.ranges == "minmax":
+        raise TfsrError("--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch")
     if config.method == "ptq16x8" and config.target == "edgetpu":
         raise TfsrError("--method ptq16x8 makes int16 activations, which the Edge TPU does not run: use ptq or qat")
     hw = parse_size(config.input_size) if config.input_size else None
@@ -183,7 +190,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
 
         model = prune(model, pairs, config.prune, steps, config.batch, log=log)
     equalization = None
-    if config.equalize and config.method == "ptq":  # measured for int8 PTQ only (README); QAT learns its ranges
+    if config.equalize and config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         from tfsr.quantization.equalize import equalize
 
         model, plan = equalize(model, pairs.lr, config.equalize)
@@ -191,12 +198,16 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
     if config.method == "qat":
         from tfsr.quantization.configs import quantize_model
-        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, fine_tune
+        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, distillation_pairs, fine_tune, mse_ranges
 
         qmodel = quantize_model(model, preserve_sparsity=bool(config.prune))
         calibration = calibrate_ranges(qmodel, pairs.lr[:32])
         log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
-        fine_tune(qmodel, pairs, steps, config.batch, log=log)
+        if config.ranges == "mse":
+            log(f"MSE-optimal ranges for {mse_ranges(qmodel, pairs.lr)} activations, kept while fine-tuning")
+        targets = distillation_pairs(model, pairs.lr) if config.qat_target == "float" else pairs
+        log(f"fine-tuning towards the {'float model' if config.qat_target == 'float' else 'HR patches'}")
+        fine_tune(qmodel, targets, steps, config.batch, log=log, freeze_ranges=config.ranges == "mse")
         copy_float_weights(qmodel, model)  # float scores below are of the fine-tuned weights
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
@@ -205,7 +216,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         mode = "int16x8" if config.method == "ptq16x8" else "int8"  # 16x8 I/O: int16, or float32 with --io float32
         int8_options = tflite.ConvertOptions(mode, config.io, input_hw, config.per_channel)
         int8_model, representative = model, list(pairs.lr)
-    ranges = config.ranges if config.method == "ptq" else "learned (QAT)" if config.method == "qat" else "minmax"
+    ranges = config.ranges if config.method == "ptq" else f"QAT, {config.ranges}" if config.method == "qat" else "minmax"
     log(f"converting to int8 ({int8_options.mode}, {ranges} activation ranges, {config.io} I/O, input {input_hw or 'dynamic'})")
     requantized = []
     if config.method == "ptq" and (config.ranges != "minmax" or config.concat_scales == "own"):

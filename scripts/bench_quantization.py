@@ -9,7 +9,7 @@ per-tensor weights, attention ops kept in float, 16x8), equalize (channel equali
 ``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), concat
 (min/max and MSE ranges, alone and after equalization, with concatenation inputs on their own scales; latency of
 the last), latency (float32 vs int8 TFLite, XNNPACK, same threads),
-qat (calibrated ranges, then ``--qat-steps`` Adam/L1 steps).
+qat (equalized, ranges calibrated, MSE-optimal by default, then ``--qat-steps`` Adam/L1 steps).
 """
 from __future__ import annotations
 
@@ -77,6 +77,12 @@ def main(argv=None) -> None:
     parser.add_argument("--qat-steps", type=int, default=300)
     parser.add_argument("--qat-batch", type=int, default=8)
     parser.add_argument("--qat-lr", type=float, default=1e-5)
+    parser.add_argument("--qat-ranges", choices=("mse", "mean-batch"), default="mse",
+                        help="MSE-optimal ranges kept while fine-tuning (quantize's default), or tfmot's moving averages")
+    parser.add_argument("--qat-target", choices=("float", "hr"), default="float",
+                        help="fine-tune towards the float model's own outputs (quantize's default) or the HR patches")
+    parser.add_argument("--qat-patches", type=int, default=200, help="LR/HR patch pairs for fine-tuning")
+    parser.add_argument("--qat-equalize", type=float, default=1.0, help="equalization strength before QAT (0: off)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--max-gain", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -109,6 +115,8 @@ def main(argv=None) -> None:
         psnr = score(TFLitePredictor(data, name, 4, args.threads))
         entry = {"set5_psnr_y": psnr, "drop_db": round(results["float_keras_set5"] - psnr, 4), "bytes": len(data),
                  "gzip_bytes": gzip_size(data), "problems": audit_ops(data).problems[:5], **extra}  # fmt: skip
+        if "float_keras_set5_before_qat" in results:  # QAT: also against the float model before fine-tuning
+            entry["drop_from_original_float_db"] = round(results["float_keras_set5_before_qat"] - psnr, 4)
         results.setdefault("int8", {})[name] = entry
         log(f"{name}: Set5 {psnr:.4f} dB (drop {entry['drop_db']:.4f})")
         save()
@@ -205,19 +213,26 @@ def main(argv=None) -> None:
 
     if "qat" in args.steps:
         from tfsr.quantization.configs import quantize_model
-        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, fine_tune
+        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, distillation_pairs, fine_tune, mse_ranges
 
-        pairs = patch_pairs(train, max(args.calib, 4 * args.qat_batch), 48, 4, seed=3)
+        pairs = patch_pairs(train, max(args.qat_patches, 4 * args.qat_batch), 48, 4, seed=3)
         started = time.time()
-        qmodel = quantize_model(model)
+        float_model = equalized(args.qat_equalize)[0] if args.qat_equalize else model
+        qmodel = quantize_model(float_model)
         calibration = calibrate_ranges(qmodel, pairs.lr[:32], passes=8)
         results["qat_range_calibration"] = {"passes": calibration.passes, "final_change": calibration.final_change}
-        data = convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative)
-        measure("qat 0 steps (calibrated ranges only)", data)
-        fine_tune(qmodel, pairs, args.qat_steps, batch=args.qat_batch, learning_rate=args.qat_lr, log=log)
-        copy_float_weights(qmodel, model)  # the drop compares float and int8 of the same fine-tuned weights
-        results["float_keras_set5"] = results["float_keras_set5_after_qat"] = score(KerasPredictor(model, 4, "float"))
-        measure(f"qat {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g}, L1)",
+        if args.qat_ranges == "mse":
+            mse_ranges(qmodel, pairs.lr)
+        label = f"qat ({args.qat_ranges} ranges, equalized {args.qat_equalize:g}, {args.qat_target} targets, {len(pairs.lr)} patches)"
+        measure(f"{label}, 0 steps", convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative))
+        if args.qat_target == "float":
+            pairs = distillation_pairs(float_model, pairs.lr)
+        fine_tune(qmodel, pairs, args.qat_steps, batch=args.qat_batch, learning_rate=args.qat_lr, log=log,
+                  freeze_ranges=args.qat_ranges == "mse")  # fmt: skip
+        copy_float_weights(qmodel, float_model)  # the drop compares float and int8 of the same fine-tuned weights
+        results["float_keras_set5_before_qat"] = results.get("float_keras_set5_before_qat", results["float_keras_set5"])
+        results["float_keras_set5"] = results["float_keras_set5_after_qat"] = score(KerasPredictor(float_model, 4, "float"))
+        measure(f"{label}, {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g}, L1)",
                 convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative),
                 seconds=round(time.time() - started))  # fmt: skip
     log(f"wrote {out}")

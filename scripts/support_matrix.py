@@ -54,7 +54,7 @@ def try_path(path: str, model, pairs) -> dict:
     from tfsr.quantization.configs import quantize_model
     from tfsr.quantization.edgetpu import edgetpu_rewrite
     from tfsr.quantization.pruning import kernel_sparsity, prune
-    from tfsr.quantization.qat import calibrate_ranges, fine_tune
+    from tfsr.quantization.qat import calibrate_ranges, fine_tune, mse_ranges
 
     representative = list(pairs.lr)
     quiet = lambda m: None  # noqa: E731
@@ -63,13 +63,15 @@ def try_path(path: str, model, pairs) -> dict:
     if path == "qat":
         qmodel = quantize_model(model)
         calibrate_ranges(qmodel, pairs.lr, passes=2)
-        fine_tune(qmodel, pairs, 2, batch=4, log=quiet)
+        mse_ranges(qmodel, pairs.lr)
+        fine_tune(qmodel, pairs, 2, batch=4, log=quiet, freeze_ranges=True)
         return verdict(convert(qmodel, ConvertOptions("int8-qat", "int8"), representative))
     if path == "prune":
         pruned = prune(model, pairs, 0.5, 4, batch=4, log=quiet)
         qmodel = quantize_model(pruned, preserve_sparsity=True)
         calibrate_ranges(qmodel, pairs.lr, passes=2)
-        fine_tune(qmodel, pairs, 2, batch=4, log=quiet)
+        mse_ranges(qmodel, pairs.lr)
+        fine_tune(qmodel, pairs, 2, batch=4, log=quiet, freeze_ranges=True)
         result = verdict(convert(qmodel, ConvertOptions("int8-qat", "int8"), representative))
         result["sparsity"] = round(kernel_sparsity(pruned), 3)
         return result

@@ -163,3 +163,65 @@ def test_per_layer_error_report_names_layers(pairs):
     assert by_op["CONCATENATION"].rmse == 0.0  # requantization-free ops add no error of their own
     convs = [r for r in rows if r.op == "CONV_2D"]
     assert all(r.rmse > 0 for r in convs) and any("body" in r.tensor for r in convs)
+
+
+def test_propagated_errors_follow_int8_through_the_network(pairs):
+    from tfsr.quantization.debug import propagated_errors
+    from tfsr.quantization.ranges import calibrated_model, quantize_calibrated
+
+    options = ConvertOptions("int8", "uint8")
+    calibrated = calibrated_model(tiny_sr(2), options, list(pairs.lr[:8]))
+    int8 = quantize_calibrated(calibrated, options)
+    rows = {r.tensor: r for r in propagated_errors(calibrated, int8, list(pairs.lr[8:10]))}
+    assert all(r.rmse == r.snr_db - r.snr_db == 0 for r in propagated_errors(calibrated, calibrated, list(pairs.lr[8:9])))
+    [head] = [r for name, r in rows.items() if name.endswith("/head/Relu")]
+    [body] = [r for name, r in rows.items() if name.endswith("/body/Relu")]
+    assert head.rmse > 0 and body.snr_db < head.snr_db - 3  # int8 rounding accumulates
+    assert head.abs_max > 10 and 20 < head.snr_db < 60 and head.bias_rms < head.rmse
+    [output] = [r for name, r in rows.items() if name.startswith("StatefulPartitionedCall")]
+    assert output.abs_max == 255.0 and 0 < output.rmse < 2.5  # uint8 output: int8 SR within ~40 dB of float
+
+
+def test_qat_output_conv_takes_the_clip_range(pairs):
+    """The conv before the pixel shuffle and the output clip quantizes straight to the clip's [0, 255] (step 1):
+    with a learned range of its own the int8 graph would round twice at its very end."""
+    model = tiny_sr(2)
+    assert configs.clip_producers(model) == {"up"}
+    every = every_layer_model()
+    mean_shift = every.layers[-2]  # weightless, after the pixel shuffle: its output range is fixed too
+    assert type(mean_shift).__name__ == "MeanShift" and configs.clip_producers(every) == {mean_shift.name}
+    qmodel = configs.quantize_model(model)
+    assert not [v for v in range_variables(qmodel) if "/up/" in v.name or v.name.startswith("quant_up/")]
+    calibrate_ranges(qmodel, pairs.lr[:4], passes=2)
+    data = convert(qmodel, ConvertOptions("int8-qat", "int8"), list(pairs.lr))
+    audit = audit_ops(data)
+    assert [op.name for op in audit.ops[-2:]] == ["CONV_2D", "DEPTH_TO_SPACE"] and audit.problems == []
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = {d["name"]: d["quantization"] for d in Interpreter(model_content=data).get_tensor_details()}
+    [conv_out] = [q for name, q in details.items() if "quant_up/BiasAdd" in name and q[0] > 0]
+    assert conv_out == pytest.approx((1.0, -128))
+
+
+def test_mse_ranges_replace_moving_averages_and_stay_while_fine_tuning(pairs):
+    from tfsr.quantization.qat import mse_ranges
+
+    model = tiny_sr(2)
+    qmodel = configs.quantize_model(model)
+    calibrate_ranges(qmodel, pairs.lr, passes=4)
+    data = convert(qmodel, ConvertOptions("int8-qat", "int8"), list(pairs.lr))
+    ema = {v.name: float(v.numpy()) for v in range_variables(qmodel)}
+    image = pairs.lr[0].astype(np.uint8)
+    reference = model(image[None].astype(np.float32))[0]
+    ema_psnr = psnr(TFLitePredictor(data, "ema")(image), reference)
+    assert mse_ranges(qmodel, pairs.lr) == len(ema) // 2 - 1  # all but the input's
+    mse = {v.name: float(v.numpy()) for v in range_variables(qmodel)}
+    input_range = [n for n in mse if n.startswith("quantize_layer")]
+    assert input_range and all(mse[n] == ema[n] for n in input_range)
+    assert any(mse[n] != pytest.approx(ema[n], rel=0.02) for n in mse if n not in input_range)
+    data = convert(qmodel, ConvertOptions("int8-qat", "int8"), list(pairs.lr))
+    assert psnr(TFLitePredictor(data, "mse")(image), reference) > ema_psnr
+    fine_tune(qmodel, pairs, steps=3, batch=4, log=lambda m: None, freeze_ranges=True)
+    assert {v.name: float(v.numpy()) for v in range_variables(qmodel)} == mse
+    fine_tune(qmodel, pairs, steps=3, batch=4, log=lambda m: None)
+    assert {v.name: float(v.numpy()) for v in range_variables(qmodel)} != mse  # tfmot's moving averages

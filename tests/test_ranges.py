@@ -15,8 +15,11 @@ def test_mse_range_clips_a_rare_outlier_and_keeps_a_uniform_range():
     hist = np.zeros(BINS, np.int64)
     hist[: BINS // 100] = 100_000_000 // (BINS // 100)
     hist[-1] = 1
-    lo, hi = mse_range(hist, 0.0, 1000.0)
+    lo, hi = mse_range(hist, 0.0, 1000.0, clip_weight=1.0)
     assert lo == 0.0 and 10.0 <= hi <= 60.0
+    # Clipping weighted 16x (the default, CLIP_WEIGHT): the outlier still goes, the range clips it less.
+    lo, hi_weighted = mse_range(hist, 0.0, 1000.0)
+    assert lo == 0.0 and hi < hi_weighted <= 200.0
     uniform = np.full(BINS, 1000, np.int64)  # nothing to gain from clipping a uniform distribution
     assert mse_range(uniform, -5.0, 5.0) == pytest.approx((-5.0, 5.0))
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 import tfsr
-from tfsr.keras import keras, layers
+from tfsr.keras import keras, layers, tf
 from tfsr.layers import ChannelMeanMax, ContrastPooling, LearnableScalar, ResizeLike
 from tfsr.models.lfn import ConvLSTMCell
+from tfsr.registry import build_model, list_models
 
 PARAMS = {
     "rfdn": (534_036, 540_531, 549_624),
@@ -121,3 +122,18 @@ def test_hfdn_training_outputs_share_weights_with_the_inference_model(rng):
     assert len(outputs) == 4 and all(o.shape == (1, 27, 30, 3) for o in outputs)
     np.testing.assert_allclose(outputs[0].numpy(), infer(lr).numpy(), atol=1e-4)
     assert not np.allclose(outputs[1].numpy(), outputs[3].numpy())  # shallow and deep SR differ
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_graph_mode_computes_what_eager_mode_computes(name, rng):
+    """fit, predict and every tf.function run the model as a graph, which grappler rewrites; eager mode runs the
+    layers one by one. TF 2.21's oneDNN remapper fuses Conv2D + BiasAdd + Add + LeakyRelu into one op that
+    drops the LeakyReLU's alpha (it uses 0.2): RFDN's residual blocks (LeakyReLU 0.05) trained and predicted
+    wrongly in graph mode until tfsr.keras turned that rewrite off."""
+    model = build_model(name, 2)
+    for weight in model.weights:  # random weights large enough that negative pre-activations occur everywhere
+        weight.assign(rng.normal(0.0, 0.1, weight.shape).astype(np.float32))
+    x = tf.constant(rng.uniform(0, 255, (2, 24, 24, 3)).astype(np.float32))
+    eager = model(x).numpy()
+    graph = tf.function(lambda t: model(t))(x).numpy()
+    np.testing.assert_allclose(graph, eager, rtol=1e-4, atol=1e-3 * max(1.0, float(np.abs(eager).max())))

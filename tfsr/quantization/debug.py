@@ -74,3 +74,67 @@ def selectively_quantized(model, options: ConvertOptions, representative: Sequen
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return debugger.get_nondebug_quantized_model()
+
+
+@dataclass
+class PropagatedError:
+    tensor: str  # the first TFLite name of the tensor
+    rmse: float  # int8 (dequantized) minus float, over the patches, in the tensor's own units (0-255 features)
+    bias_rms: float  # RMS over channels of each channel's mean error: the part a bias could correct
+    snr_db: float  # float tensor power over error power
+    abs_max: float  # of the float tensor
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _every_tensor(data: bytes, patch: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: value} of every 4-D activation (op output) of a TFLite model run on one patch, dequantized."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # preserve_all_tensors "is for debugging": that is what this is
+        interpreter = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    source = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(source["index"], [1, *patch.shape])
+    interpreter.allocate_tensors()
+    x = patch[None].astype(np.float32)
+    if source["dtype"] != np.float32:
+        scale, zero_point = source["quantization"]
+        limits = np.iinfo(source["dtype"])
+        x = np.clip(np.round(x / scale + zero_point), limits.min, limits.max)
+    interpreter.set_tensor(source["index"], x.astype(source["dtype"]))
+    interpreter.invoke()
+    activations = {source["index"]} | {i for op in interpreter._get_ops_details() for i in op["outputs"]}
+    values = {}
+    for detail in interpreter.get_tensor_details():
+        if detail["index"] not in activations or len(detail["shape"]) != 4:
+            continue
+        value = interpreter.get_tensor(detail["index"]).astype(np.float32)
+        if detail["dtype"] != np.float32:
+            scale, zero_point = detail["quantization"]
+            value = (value - zero_point) * scale
+        values[detail["name"]] = value
+    return values
+
+
+def propagated_errors(float_model: bytes, int8_model: bytes, patches: Sequence[np.ndarray]) -> list[PropagatedError]:
+    """Float vs int8 tensors *through the whole network* (what the debugger's per-op errors do not show): both
+    TFLite models run on the same patches and every tensor they share by name is compared, in graph order.
+    ``float_model``: the calibrated float model the int8 one was quantized from (``ranges.calibrated_model``),
+    which keeps its tensor names."""
+    errors: dict[str, list[np.ndarray]] = {}
+    references: dict[str, list[np.ndarray]] = {}
+    for patch in patches:
+        reference, quantized = _every_tensor(float_model, patch), _every_tensor(int8_model, patch)
+        for name, value in reference.items():
+            if name in quantized and quantized[name].shape == value.shape:
+                errors.setdefault(name, []).append((quantized[name] - value).reshape(-1, value.shape[-1]))
+                references.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))
+    rows = []
+    for name, parts in errors.items():
+        error, value = np.concatenate(parts), np.concatenate(references[name])
+        power = float(np.mean(error**2))
+        rows.append(PropagatedError(name.split(";")[0], float(np.sqrt(power)), float(np.sqrt(np.mean(error.mean(0) ** 2))),
+                                    float(10 * np.log10(np.mean(value**2) / max(power, 1e-12))), float(np.abs(value).max())))  # fmt: skip
+    return rows
