@@ -4,7 +4,8 @@
 
 Each step appends to the JSON as soon as it is measured, so a bounded run still reports what it finished.
 Steps (``--steps`` picks some): float, ptq (the issue's baseline: 200 real 48x48 patches, uint8 I/O, output
-clipped), per-layer (QuantizationDebugger: the layers that lose most), remedies (calibration size and patch size,
+clipped), per-layer (QuantizationDebugger: the layers that lose most), propagated (float vs int8 tensors through
+the whole network, quantize's default PTQ model), remedies (calibration size and patch size,
 per-tensor weights, attention ops kept in float, 16x8), equalize (channel equalization before PTQ, at each
 ``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), concat
 (min/max and MSE ranges, alone and after equalization, with concatenation inputs on their own scales; latency of
@@ -32,7 +33,7 @@ from tfsr.predictors import KerasPredictor  # noqa: E402
 from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-STEPS = ("float", "ptq", "per-layer", "remedies", "equalize", "ranges", "concat", "latency", "qat")
+STEPS = ("float", "ptq", "per-layer", "propagated", "remedies", "equalize", "ranges", "concat", "latency", "qat")
 
 
 def log(msg: str) -> None:
@@ -144,6 +145,19 @@ def main(argv=None) -> None:
             by_op.setdefault(r.op, []).append(r.rmse_over_scale)
         results["per_op_mean_rmse_over_scale"] = {k: round(float(np.mean(v)), 4) for k, v in by_op.items()}
         log("worst layers: " + "; ".join(f"{r.op} {r.tensor} rmse {r.rmse:.3f}" for r in rows[:6]))
+        save()
+
+    if "propagated" in args.steps:
+        from tfsr.quantization.concat_scales import own_concat_scales
+        from tfsr.quantization.debug import propagated_errors
+        from tfsr.quantization.ranges import calibrated_model, quantize_calibrated, with_ranges
+
+        # quantize's default PTQ model (equalized, MSE ranges, own concat scales) against its calibrated float self
+        ranged, _ = with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)
+        int8, _ = own_concat_scales(quantize_calibrated(ranged, stock), ranged)
+        rows = propagated_errors(ranged, int8, representative[:16])
+        results["propagated"] = [r.to_json() for r in rows]
+        log("lowest SNR: " + "; ".join(f"{r.tensor} {r.snr_db:.1f} dB (rmse {r.rmse:.2f})" for r in sorted(rows, key=lambda r: r.snr_db)[:6]))
         save()
 
     if "remedies" in args.steps:

@@ -187,6 +187,8 @@ def test_qat_output_conv_takes_the_clip_range(pairs):
     with a learned range of its own the int8 graph would round twice at its very end."""
     model = tiny_sr(2)
     assert configs.clip_producers(model) == {"up"}
+    # tfmot's strip_pruning clones a model reusing its layers: each then has nodes in two models
+    assert configs.clip_producers(keras.models.clone_model(model, clone_function=lambda layer: layer)) == {"up"}
     every = every_layer_model()
     mean_shift = every.layers[-2]  # weightless, after the pixel shuffle: its output range is fixed too
     assert type(mean_shift).__name__ == "MeanShift" and configs.clip_producers(every) == {mean_shift.name}

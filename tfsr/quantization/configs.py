@@ -17,7 +17,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from tfsr import layers as tfsr_layers
 from tfsr.errors import TfsrError
-from tfsr.keras import keras
+from tfsr.keras import keras, tf
 from tfsr.models.common import activation_name
 
 quantizers = tfmot.quantization.keras.quantizers
@@ -167,15 +167,29 @@ def config_for(layer) -> QuantizeConfig | None:
     raise TfsrError(f"layer {layer.name} ({name}) has weights but no int8 quantize config; add one in {__name__}")
 
 
+def _own_graph(model: keras.Model) -> tuple[dict[str, list], dict[str, list]]:
+    """{layer: its input layers} and {layer: its consumers} over this model's own nodes only: a layer shared with
+    another model (tfmot's strip_pruning reuses every unpruned layer) has nodes in both."""
+    inputs, consumers = {}, {}
+    for layer in model.layers:
+        for index, node in enumerate(layer._inbound_nodes):
+            if f"{layer.name}_ib-{index}" in model._network_nodes:
+                inputs[layer.name] = tf.nest.flatten(node.inbound_layers)
+                for source in inputs[layer.name]:
+                    consumers.setdefault(source.name, []).append(layer)
+    return inputs, consumers
+
+
 def clip_producers(model: keras.Model) -> set[str]:
     """Names of the layers whose output reaches an output clip through nothing but pixel shuffles, and feeds
     nothing else: a plain conv (linear activation) or a weightless layer."""
+    inputs, consumers = _own_graph(model)
     found = set()
     for clip in filter(is_output_clip, model.layers):
-        layer = clip._inbound_nodes[0].inbound_layers
-        while isinstance(layer, tfsr_layers.PixelShuffle) and len(layer._outbound_nodes) == 1:
-            layer = layer._inbound_nodes[0].inbound_layers
-        if isinstance(layer, list) or len(layer._outbound_nodes) != 1:
+        [layer] = inputs[clip.name]
+        while isinstance(layer, tfsr_layers.PixelShuffle) and len(consumers[layer.name]) == 1:
+            [layer] = inputs[layer.name]
+        if len(consumers[layer.name]) != 1 or isinstance(layer, keras.layers.InputLayer):
             continue
         plain_conv = type(layer) is keras.layers.Conv2D and activation_name(layer) in ("", "linear")
         if plain_conv or (not layer.weights and isinstance(config_for(layer), OutputQuantizeConfig)):
