@@ -147,19 +147,6 @@ def main(argv=None) -> None:
         log("worst layers: " + "; ".join(f"{r.op} {r.tensor} rmse {r.rmse:.3f}" for r in rows[:6]))
         save()
 
-    if "propagated" in args.steps:
-        from tfsr.quantization.concat_scales import own_concat_scales
-        from tfsr.quantization.debug import propagated_errors
-        from tfsr.quantization.ranges import calibrated_model, quantize_calibrated, with_ranges
-
-        # quantize's default PTQ model (equalized, MSE ranges, own concat scales) against its calibrated float self
-        ranged, _ = with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)
-        int8, _ = own_concat_scales(quantize_calibrated(ranged, stock), ranged)
-        rows = propagated_errors(ranged, int8, representative[:16])
-        results["propagated"] = [r.to_json() for r in rows]
-        log("lowest SNR: " + "; ".join(f"{r.tensor} {r.snr_db:.1f} dB (rmse {r.rmse:.2f})" for r in sorted(rows, key=lambda r: r.snr_db)[:6]))
-        save()
-
     if "remedies" in args.steps:
         from tfsr.quantization.debug import selectively_quantized
 
@@ -190,6 +177,19 @@ def main(argv=None) -> None:
             found.append((f"equalized (strength {strength:g}, max gain {args.max_gain:g}) + ", equalized_model,
                           {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
         return found
+
+    if "propagated" in args.steps:
+        from tfsr.quantization.concat_scales import own_concat_scales
+        from tfsr.quantization.debug import propagated_errors
+        from tfsr.quantization.ranges import calibrated_model, quantize_calibrated, with_ranges
+
+        # quantize's default PTQ model (equalized, MSE ranges, own concat scales) against its calibrated float self
+        ranged, _ = with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)
+        int8, _ = own_concat_scales(quantize_calibrated(ranged, stock), ranged)
+        rows = propagated_errors(ranged, int8, representative[:16])
+        results["propagated"] = [r.to_json() for r in rows]
+        log("lowest SNR: " + "; ".join(f"{r.tensor} {r.snr_db:.1f} dB (rmse {r.rmse:.2f})" for r in sorted(rows, key=lambda r: r.snr_db)[:6]))
+        save()
 
     if "equalize" in args.steps:
         for strength in args.strengths:
