@@ -129,9 +129,9 @@ def _calibration(lr_images: list[np.ndarray], rng: np.random.Generator) -> list[
         return [imresize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), 4).astype(np.float32)
                 for _ in range(CALIBRATION_PATCHES)]  # fmt: skip
     patches = []
+    size = min(CALIBRATION_PATCH, *(d for lr in lr_images for d in lr.shape[:2]))  # one size: equalization batches them
     for i in range(CALIBRATION_PATCHES):
         lr = lr_images[i % len(lr_images)]
-        size = min(CALIBRATION_PATCH, *lr.shape[:2])
         top, left = rng.integers(0, lr.shape[0] - size + 1), rng.integers(0, lr.shape[1] - size + 1)
         patches.append(lr[top : top + size, left : left + size].astype(np.float32))
     return patches
@@ -187,16 +187,22 @@ class _Bench:
         from tfsr.tflite import ConvertOptions, convert
 
         self.log(f"converting {label} to {kind} TFLite")
-        representative = None
-        if kind == "int8":
+        options = ConvertOptions(mode=kind, io="int8" if kind == "int8" else "float32")
+        if kind == "int8":  # what `cli.py quantize` makes by default: output clipped, equalized, MSE ranges, own concat scales
+            from pipelines.quantize import with_output_clip
+            from tfsr.quantization.equalize import equalize
+            from tfsr.quantization.ranges import convert_with_ranges
+
             representative = _calibration([im.lr for im in self.bench.images] if self.bench else [], self.rng)
-            note = ("int8 rows: calibrated on crops of the scored set's own LR images (quick, slightly optimistic; "
-                    "cli.py quantize calibrates on training patches)" if self.bench else
-                    "int8 rows: calibrated on smooth random images (latency and size only)")  # fmt: skip
+            note = ("int8 rows: `cli.py quantize`'s default PTQ, calibrated on crops of the scored set's own LR images "
+                    "(quick, slightly optimistic; quantize calibrates on training patches)" if self.bench else
+                    "int8 rows: `cli.py quantize`'s default PTQ, calibrated on smooth random images (latency and size only)")  # fmt: skip
             if note not in self.result.notes:
                 self.result.notes.append(note)
-        options = ConvertOptions(mode=kind, io="int8" if kind == "int8" else "float32")
-        data = convert(model, options, representative)
+            equalized, _ = equalize(with_output_clip(model), np.stack(representative), 1.0)
+            data, _ = convert_with_ranges(equalized, options, representative)
+        else:
+            data = convert(model, options)
         self.tflite(label, data, kind, params, macs, trained)
 
     def tflite(self, label: str, data: bytes, kind: str, params=None, macs=None, trained: bool = True) -> None:
