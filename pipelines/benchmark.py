@@ -22,7 +22,7 @@ from pipelines.report import format_table, reported_write_errors, write_json
 from tfsr.errors import TfsrError
 
 KINDS = ("keras", "float32", "int8")
-CALIBRATION_PATCHES = 16
+CALIBRATION_PATCHES = 64
 CALIBRATION_PATCH = 48
 
 
