@@ -7,15 +7,25 @@ uses the PyTorch init: part of a faithful port.
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import numpy as np
 
-from tfsr.keras import keras, layers
+from tfsr.keras import keras, layers, tf
 
 
 def activation_name(layer) -> str:
     """The name of a layer's activation function ("" for a layer without one)."""
     return getattr(getattr(layer, "activation", None), "__name__", "")
+
+
+def model_nodes(model) -> Iterator[tuple[keras.layers.Layer, int, list, list]]:
+    """(layer, node index, input tensors, output tensors) of every call inside ``model``: its own nodes only, as
+    a layer shared with another model (tfmot's strip_pruning reuses every unpruned layer) has nodes in both."""
+    for layer in model.layers:
+        for index, node in enumerate(layer._inbound_nodes):
+            if f"{layer.name}_ib-{index}" in model._network_nodes:
+                yield layer, index, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
 
 
 def torch_kernel_init() -> keras.initializers.Initializer:

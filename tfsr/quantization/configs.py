@@ -17,8 +17,8 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from tfsr import layers as tfsr_layers
 from tfsr.errors import TfsrError
-from tfsr.keras import keras, tf
-from tfsr.models.common import activation_name
+from tfsr.keras import keras
+from tfsr.models.common import activation_name, model_nodes
 
 quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -168,15 +168,12 @@ def config_for(layer) -> QuantizeConfig | None:
 
 
 def _own_graph(model: keras.Model) -> tuple[dict[str, list], dict[str, list]]:
-    """{layer: its input layers} and {layer: its consumers} over this model's own nodes only: a layer shared with
-    another model (tfmot's strip_pruning reuses every unpruned layer) has nodes in both."""
+    """{layer: its input layers} and {layer: its consumers} over the model's own nodes (``model_nodes``)."""
     inputs, consumers = {}, {}
-    for layer in model.layers:
-        for index, node in enumerate(layer._inbound_nodes):
-            if f"{layer.name}_ib-{index}" in model._network_nodes:
-                inputs[layer.name] = tf.nest.flatten(node.inbound_layers)
-                for source in inputs[layer.name]:
-                    consumers.setdefault(source.name, []).append(layer)
+    for layer, _, tensors, _ in model_nodes(model):
+        inputs[layer.name] = [t._keras_history.layer for t in tensors]
+        for source in inputs[layer.name]:
+            consumers.setdefault(source.name, []).append(layer)
     return inputs, consumers
 
 

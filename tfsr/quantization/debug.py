@@ -11,7 +11,7 @@ import csv
 import io
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -88,34 +88,28 @@ class PropagatedError:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def _every_tensor(data: bytes, patch: np.ndarray) -> dict[str, np.ndarray]:
-    """{name: value} of every 4-D activation (op output) of a TFLite model run on one patch, dequantized."""
+def _every_tensor(data: bytes, patches: Sequence[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """For each patch, {name: value} of every 4-D activation (op output) of a TFLite model, dequantized."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from tfsr.tflite import dequantize, quantize_to
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # preserve_all_tensors "is for debugging": that is what this is
         interpreter = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
     source = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(source["index"], [1, *patch.shape])
-    interpreter.allocate_tensors()
-    x = patch[None].astype(np.float32)
-    if source["dtype"] != np.float32:
-        scale, zero_point = source["quantization"]
-        limits = np.iinfo(source["dtype"])
-        x = np.clip(np.round(x / scale + zero_point), limits.min, limits.max)
-    interpreter.set_tensor(source["index"], x.astype(source["dtype"]))
-    interpreter.invoke()
     activations = {source["index"]} | {i for op in interpreter._get_ops_details() for i in op["outputs"]}
-    values = {}
-    for detail in interpreter.get_tensor_details():
-        if detail["index"] not in activations or len(detail["shape"]) != 4:
-            continue
-        value = interpreter.get_tensor(detail["index"]).astype(np.float32)
-        if detail["dtype"] != np.float32:
-            scale, zero_point = detail["quantization"]
-            value = (value - zero_point) * scale
-        values[detail["name"]] = value
-    return values
+    shape = None
+    for patch in patches:
+        if patch.shape != shape:
+            interpreter.resize_tensor_input(source["index"], [1, *patch.shape])
+            interpreter.allocate_tensors()
+            shape = patch.shape
+        interpreter.set_tensor(source["index"], quantize_to(patch[None].astype(np.float32), source))
+        interpreter.invoke()
+        yield {detail["name"]: dequantize(interpreter.get_tensor(detail["index"]), detail)
+               for detail in interpreter.get_tensor_details()
+               if detail["index"] in activations and len(detail["shape"]) == 4}  # fmt: skip
 
 
 def propagated_errors(float_model: bytes, int8_model: bytes, patches: Sequence[np.ndarray]) -> list[PropagatedError]:
@@ -125,8 +119,7 @@ def propagated_errors(float_model: bytes, int8_model: bytes, patches: Sequence[n
     which keeps its tensor names."""
     errors: dict[str, list[np.ndarray]] = {}
     references: dict[str, list[np.ndarray]] = {}
-    for patch in patches:
-        reference, quantized = _every_tensor(float_model, patch), _every_tensor(int8_model, patch)
+    for reference, quantized in zip(_every_tensor(float_model, patches), _every_tensor(int8_model, patches)):
         for name, value in reference.items():
             if name in quantized and quantized[name].shape == value.shape:
                 errors.setdefault(name, []).append((quantized[name] - value).reshape(-1, value.shape[-1]))

@@ -23,9 +23,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tfsr.keras import keras, layers, tf
+from tfsr.keras import keras, layers
 from tfsr.layers import ContrastPooling, ResizeLike
-from tfsr.models.common import activation_name
+from tfsr.models.common import activation_name, model_nodes
 
 # Single-input ops with f(s * x) = s * f(x) per channel for s > 0.
 _HOMOGENEOUS = (layers.LeakyReLU, layers.PReLU, layers.MaxPooling2D, layers.AveragePooling2D, layers.UpSampling2D,
@@ -90,19 +90,11 @@ class ChannelClasses:
         return np.array([self.find(int(i)) for i in self.ids(tensor)])
 
 
-def _nodes(model) -> Iterable[tuple[keras.layers.Layer, int, list, list]]:
-    """(layer, node index, input tensors, output tensors) of every call inside ``model``."""
-    for layer in model.layers:
-        for index, node in enumerate(layer._inbound_nodes):
-            if f"{layer.name}_ib-{index}" in model._network_nodes:
-                yield layer, index, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
-
-
 def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]]:
     """The classes of channels that may share a gain, and for every conv layer its (inputs, outputs) tensors."""
     classes = ChannelClasses()
     convs: dict[str, tuple[list, list]] = {}
-    for layer, _, inputs, outputs in _nodes(model):
+    for layer, _, inputs, outputs in model_nodes(model):
         for t in (*inputs, *outputs):
             classes.add(t)
         # Plain convs only: a transposed conv's kernel is (h, w, out, in) and a depthwise conv ties each output to
@@ -154,7 +146,7 @@ def channel_classes(model) -> tuple[ChannelClasses, dict[str, tuple[list, list]]
 def channel_ranges(model, patches: np.ndarray, batch: int = 4) -> dict[tuple[str, int, int], np.ndarray]:
     """Per-channel max |x| of every tensor of ``model`` over ``patches`` (N, H, W, 3)."""
     by_key = {}  # insertion-ordered: the graph order
-    for _, _, inputs, outputs in _nodes(model):
+    for _, _, inputs, outputs in model_nodes(model):
         for t in (*inputs, *outputs):
             by_key.setdefault(_tensor_key(t), t)
     keys, tensors = list(by_key), list(by_key.values())

@@ -25,13 +25,16 @@ RANGE_SUFFIXES = ("_min:0", "_max:0")
 
 
 @contextlib.contextmanager
-def fast_range_ema(decay: float):
-    """Make tfmot's moving-average quantizers use ``decay`` (they hard-code 0.999) while the block runs."""
+def fast_range_ema(decay: float, record: Callable[[object, np.ndarray], None] | None = None):
+    """Make tfmot's moving-average quantizers use ``decay`` (they hard-code 0.999) while the block runs; with
+    ``record``, also call ``record(min_var, values)`` with every tensor they see in training mode (eager passes)."""
     original = quant_ops.MovingAvgQuantize
 
-    def patched(*args, **kwargs):
+    def patched(inputs, min_var, max_var, *args, **kwargs):
+        if record is not None and kwargs.get("is_training", True):
+            record(min_var, inputs.numpy())
         kwargs["ema_decay"] = decay
-        return original(*args, **kwargs)
+        return original(inputs, min_var, max_var, *args, **kwargs)
 
     quant_ops.MovingAvgQuantize = patched
     try:
@@ -70,24 +73,6 @@ def calibrate_ranges(qmodel, lr_patches: np.ndarray, batch: int = 8, passes: int
     return RangeCalibration(passes, change)
 
 
-@contextlib.contextmanager
-def _recording_ranges(record: Callable[[object, np.ndarray], None]):
-    """Call ``record(min_var, values)`` with every tensor a moving-average quantizer sees (eager passes)."""
-    original = quant_ops.MovingAvgQuantize
-
-    def patched(inputs, min_var, max_var, *args, **kwargs):
-        if kwargs.get("is_training", True):
-            record(min_var, inputs.numpy())
-        kwargs["ema_decay"] = 1.0  # the ranges stay as they are while recording
-        return original(inputs, min_var, max_var, *args, **kwargs)
-
-    quant_ops.MovingAvgQuantize = patched
-    try:
-        yield
-    finally:
-        quant_ops.MovingAvgQuantize = original
-
-
 def mse_ranges(qmodel, lr_patches: np.ndarray, batch: int = 8) -> int:
     """Set each activation range of ``qmodel`` to the MSE-optimal one of PTQ (``tfsr.quantization.ranges``)
     over ``lr_patches``: one pass for each tensor's min/max, one for its histogram. The model input's range
@@ -109,7 +94,7 @@ def mse_ranges(qmodel, lr_patches: np.ndarray, batch: int = 8) -> int:
             hists[min_var.name] += np.histogram(values, BINS, (lo, hi))[0]
 
     for record in (track, count):
-        with _recording_ranges(record):
+        with fast_range_ema(1.0, record):  # decay 1: the ranges stay as they are while recorded
             for start in range(0, len(lr_patches), batch):
                 qmodel(tf.constant(lr_patches[start : start + batch]), training=True)
     by_name = {v.name: v for v in range_variables(qmodel)}
