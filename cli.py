@@ -186,17 +186,19 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--qat-target", type=click.Choice(["float", "hr"]), default="float", show_default=True,
               help="QAT fine-tuning targets: the float model's own outputs (the int8 model learns its float self) "
                    "or the HR patches (also retrains the float weights on the calibration images).")
+@click.option("--lr", type=float, default=5e-5, show_default=True,
+              help="QAT fine-tuning learning rate (Adam).")
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, data, out,
-             strict, ranges, concat_scales, qat_target, equalize):  # fmt: skip
+             strict, ranges, concat_scales, qat_target, lr, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
-                            concat_scales=concat_scales, qat_target=qat_target)  # fmt: skip
+                            concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr)  # fmt: skip
     click.echo(run(config).table())
 
 

@@ -55,6 +55,7 @@ class QuantizeConfig:
     # (MSE-optimal, kept while fine-tuning) or "mean-batch" (tfmot's moving averages of per-batch min/max).
     ranges: str = "mse"
     qat_target: str = "float"  # QAT fine-tuning targets: the float model's outputs (distillation) or "hr" patches
+    learning_rate: float = 5e-5  # QAT fine-tuning: Adam, constant
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
 
 
@@ -101,6 +102,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
                         ("--patch", config.patch)):  # fmt: skip
         if value < 1:
             raise TfsrError(f"{name} must be at least 1, not {value}")
+    if not 0.0 < config.learning_rate < 1.0:
+        raise TfsrError(f"--lr must be between 0 and 1 (exclusive), not {config.learning_rate}")
     if not 0.0 <= config.equalize <= 1.0:
         raise TfsrError(f"--equalize must be between 0 (off) and 1, not {config.equalize}")
     if config.method == "qat" and config.ranges == "minmax":
@@ -205,9 +208,11 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
         if config.ranges == "mse":
             log(f"MSE-optimal ranges for {mse_ranges(qmodel, pairs.lr)} activations, kept while fine-tuning")
-        targets = distillation_pairs(model, pairs.lr) if config.qat_target == "float" else pairs
-        log(f"fine-tuning towards the {'float model' if config.qat_target == 'float' else 'HR patches'}")
-        fine_tune(qmodel, targets, steps, config.batch, log=log, freeze_ranges=config.ranges == "mse")
+        # Towards its float self the int8 model is scored by PSNR, i.e. L2; towards HR, L1 is the papers' loss.
+        targets, loss = (distillation_pairs(model, pairs.lr), "l2") if config.qat_target == "float" else (pairs, "l1")
+        log(f"fine-tuning towards the {'float model' if config.qat_target == 'float' else 'HR patches'} ({loss.upper()})")
+        fine_tune(qmodel, targets, steps, config.batch, config.learning_rate, log=log,
+                  freeze_ranges=config.ranges == "mse", loss=loss)  # fmt: skip
         copy_float_weights(qmodel, model)  # float scores below are of the fine-tuned weights
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.

@@ -5,12 +5,14 @@
 Each step appends to the JSON as soon as it is measured, so a bounded run still reports what it finished.
 Steps (``--steps`` picks some): float, ptq (the issue's baseline: 200 real 48x48 patches, uint8 I/O, output
 clipped), per-layer (QuantizationDebugger: the layers that lose most), propagated (float vs int8 tensors through
-the whole network, quantize's default PTQ model), remedies (calibration size and patch size,
+the whole network, quantize's default PTQ model), regions (that model with parts of the network left in float:
+where the error comes from), remedies (calibration size and patch size,
 per-tensor weights, attention ops kept in float, 16x8), equalize (channel equalization before PTQ, at each
 ``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), concat
 (min/max and MSE ranges, alone and after equalization, with concatenation inputs on their own scales; latency of
-the last), latency (float32 vs int8 TFLite, XNNPACK, same threads),
-qat (equalized, ranges calibrated, MSE-optimal by default, then ``--qat-steps`` Adam/L1 steps).
+the last), latency (float32 vs int8 TFLite, XNNPACK, same threads; 16x8 once), qat (equalized, ranges
+calibrated, MSE-optimal by default, then ``--qat-steps`` Adam steps: L2 towards the float model, L1 towards HR,
+as quantize does).
 """
 from __future__ import annotations
 
@@ -33,7 +35,19 @@ from tfsr.predictors import KerasPredictor  # noqa: E402
 from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-STEPS = ("float", "ptq", "per-layer", "propagated", "remedies", "equalize", "ranges", "concat", "latency", "qat")
+STEPS = ("float", "ptq", "per-layer", "propagated", "regions", "remedies", "equalize", "ranges", "concat", "latency",
+         "qat")  # fmt: skip
+# Regions of E-RFDN left in float for the "regions" step: regular expressions over TFLite tensor names.
+FLOAT_REGIONS = {
+    "nothing": None,
+    "B1": r"/B1\.",
+    "B1-B2": r"/B[12]\.",
+    "all four blocks": r"/B\d\.",
+    "everything but the upsampler conv": r"/(B\d\.|fea_conv|c\.|LR_conv)",
+    "the 12 SRB pre-activations (3x3 conv + residual add)": r"c\d_r(/|;|\.add)",
+    "the 4 ESA attentions": r"esa\.",
+    "the blocks' concat + 1x1 fusion conv": r"/B\d\.(concat|c5)",
+}
 
 
 def log(msg: str) -> None:
@@ -77,7 +91,11 @@ def main(argv=None) -> None:
     parser.add_argument("--calib", type=int, default=200)
     parser.add_argument("--qat-steps", type=int, default=300)
     parser.add_argument("--qat-batch", type=int, default=8)
-    parser.add_argument("--qat-lr", type=float, default=1e-5)
+    parser.add_argument("--qat-lr", type=float, default=5e-5, help="Adam learning rate (default: quantize's)")
+    parser.add_argument("--qat-loss", choices=("l1", "l2"), default=None,
+                        help="default as quantize's: l2 towards the float model, l1 towards HR")
+    parser.add_argument("--qat-schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning rate stays (quantize's default) or decays to 0 over the steps")
     parser.add_argument("--qat-ranges", choices=("mse", "mean-batch"), default="mse",
                         help="MSE-optimal ranges kept while fine-tuning (quantize's default), or tfmot's moving averages")
     parser.add_argument("--qat-target", choices=("float", "hr"), default="float",
@@ -92,6 +110,7 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=str(ROOT / "saved_models" / "bench_quantization.json"))
     args = parser.parse_args(argv)
     latency_hw = tuple(int(v) for v in args.latency_size.split("x"))
+    args.qat_loss = args.qat_loss or ("l2" if args.qat_target == "float" else "l1")
 
     from tfsr.quantization.data import patch_pairs
 
@@ -191,6 +210,21 @@ def main(argv=None) -> None:
         log("lowest SNR: " + "; ".join(f"{r.tensor} {r.snr_db:.1f} dB (rmse {r.rmse:.2f})" for r in sorted(rows, key=lambda r: r.snr_db)[:6]))
         save()
 
+    if "regions" in args.steps:
+        import re
+
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        from tfsr.quantization.ranges import calibrated_model, quantize_calibrated, with_ranges
+
+        ranged, _ = with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)
+        graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(ranged)).subgraphs[0]
+        names = [t.name.decode() for i, t in enumerate(graph.tensors) if i not in graph.outputs]  # output: uint8
+        for region, pattern in FLOAT_REGIONS.items():
+            nodes = [n for n in names if re.search(pattern, n)] if pattern else []
+            measure(f"equalized + mse ranges (shared concat scales), {region} in float",
+                    quantize_calibrated(ranged, stock, nodes), float_tensors=len(nodes))  # fmt: skip
+
     if "equalize" in args.steps:
         for strength in args.strengths:
             equalized_model, plan = equalized(strength)
@@ -220,9 +254,12 @@ def main(argv=None) -> None:
     if "latency" in args.steps:
         f_ms = latency_ms(float_bytes, latency_hw, args.threads, args.latency_runs)
         i_ms = latency_ms(stock_bytes, latency_hw, args.threads, args.latency_runs)
+        # 16x8 has no XNNPACK kernels (TFLite's reference ones run it): one run says enough
+        s_ms = latency_ms(convert(model, ConvertOptions("int16x8", "float32"), representative), latency_hw, args.threads, 1)
         results["latency"] = {"lr_hw": list(latency_hw), "threads": args.threads, "runs": args.latency_runs,
-                              "float32_ms": round(f_ms, 1), "int8_ms": round(i_ms, 1), "speedup": round(f_ms / i_ms, 2)}  # fmt: skip
-        log(f"latency {latency_hw}: float32 {f_ms:.0f} ms, int8 {i_ms:.0f} ms ({f_ms / i_ms:.2f}x)")
+                              "float32_ms": round(f_ms, 1), "int8_ms": round(i_ms, 1), "speedup": round(f_ms / i_ms, 2),
+                              "int16x8_ms_one_run": round(s_ms, 1)}  # fmt: skip
+        log(f"latency {latency_hw}: float32 {f_ms:.0f} ms, int8 {i_ms:.0f} ms ({f_ms / i_ms:.2f}x), 16x8 {s_ms:.0f} ms")
         save()
 
     if "qat" in args.steps:
@@ -239,14 +276,17 @@ def main(argv=None) -> None:
             mse_ranges(qmodel, pairs.lr)
         label = f"qat ({args.qat_ranges} ranges, equalized {args.qat_equalize:g}, {args.qat_target} targets, {len(pairs.lr)} patches)"
         measure(f"{label}, 0 steps", convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative))
+        # Does the fake-quantized Keras model predict its int8 export? (QAT trains against the former's noise.)
+        results["qat_keras_fake_quant_set5_0_steps"] = score(KerasPredictor(qmodel, 4, "fake-quant"))
+        log(f"fake-quantized Keras model, 0 steps: Set5 {results['qat_keras_fake_quant_set5_0_steps']}")
         if args.qat_target == "float":
             pairs = distillation_pairs(float_model, pairs.lr)
         fine_tune(qmodel, pairs, args.qat_steps, batch=args.qat_batch, learning_rate=args.qat_lr, log=log,
-                  freeze_ranges=args.qat_ranges == "mse")  # fmt: skip
+                  freeze_ranges=args.qat_ranges == "mse", loss=args.qat_loss, cosine=args.qat_schedule == "cosine")  # fmt: skip
         copy_float_weights(qmodel, float_model)  # the drop compares float and int8 of the same fine-tuned weights
         results["float_keras_set5_before_qat"] = results.get("float_keras_set5_before_qat", results["float_keras_set5"])
         results["float_keras_set5"] = results["float_keras_set5_after_qat"] = score(KerasPredictor(float_model, 4, "float"))
-        measure(f"{label}, {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g}, L1)",
+        measure(f"{label}, {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g} {args.qat_schedule}, {args.qat_loss.upper()})",
                 convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative),
                 seconds=round(time.time() - started))  # fmt: skip
     log(f"wrote {out}")

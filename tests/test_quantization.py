@@ -74,6 +74,19 @@ def test_qat_takes_relu6_convs_and_quantizes_their_weights(pairs):
     assert audit_ops(data).problems == []
 
 
+def test_fine_tuning_takes_l2_and_a_cosine_learning_rate(pairs):
+    qmodel = configs.quantize_model(tiny_sr(2))
+    calibrate_ranges(qmodel, pairs.lr, passes=2)
+    logged = []
+    losses = fine_tune(qmodel, pairs, steps=4, batch=4, learning_rate=1e-3, log=logged.append, loss="l2", cosine=True)
+    assert qmodel.loss == "mean_squared_error" and "L2" in logged[-1] and all(np.isfinite(losses))
+    # the 4th and last step ran at the cosine's value for step 3 of 4: 1e-3 * (1 + cos(3 pi / 4)) / 2
+    assert int(qmodel.optimizer.iterations) == 4
+    assert float(qmodel.optimizer.learning_rate) == pytest.approx(1e-3 * (1 + np.cos(0.75 * np.pi)) / 2)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        fine_tune(qmodel, pairs, steps=1, loss="huber")
+
+
 def test_range_calibration_converges_and_qat_export_matches(pairs):
     model = tiny_sr(2)
     qmodel = configs.quantize_model(model)
@@ -87,6 +100,7 @@ def test_range_calibration_converges_and_qat_export_matches(pairs):
     assert psnr(qmodel(x), model(x)) > 40.0
     losses = fine_tune(qmodel, pairs, steps=4, batch=4, log=lambda m: None)
     assert len(losses) == 4 and all(np.isfinite(losses))
+    assert qmodel.loss == "mean_absolute_error" and float(qmodel.optimizer.learning_rate) == pytest.approx(1e-5)
     data = convert(qmodel, ConvertOptions("int8-qat", "int8"))
     audit = audit_ops(data)
     assert audit.input_types == ["INT8"] and audit.problems == []

@@ -46,3 +46,17 @@ def test_minmax_path_equals_the_stock_converter_and_ranges_shrink(method):
 def test_unknown_range_method_is_refused():
     with pytest.raises(ValueError, match="range method must be one of"):
         with_ranges(b"", [], "median")
+
+
+def test_float_nodes_stay_float_and_the_rest_int8():
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    rng = np.random.default_rng(2)
+    patches = [smooth_image(rng, 16, 16).astype(np.float32) for _ in range(4)]
+    options = ConvertOptions("int8", "uint8")
+    calibrated = calibrated_model(tiny_sr(2), options, patches)
+    assert audit_ops(quantize_calibrated(calibrated, options)).problems == []
+    names = [t.name.decode() for t in flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)).subgraphs[0].tensors]
+    head_output = next(n for n in names if "/head/Relu" in n.split(";")[0] and n.endswith("ReadVariableOp1"))
+    problems = audit_ops(quantize_calibrated(calibrated, options, [head_output])).problems
+    assert any("CONV_2D" in p and "FLOAT32" in p for p in problems) and any("DEQUANTIZE" in p for p in problems)

@@ -234,6 +234,7 @@ UNCHECKED_TYPE_CASES = [
     ("train", "--backup-every", "0"),
     ("quantize", "--prune", "1.5"), ("quantize", "--input-size", "0x0"), ("quantize", "--calib-count", "0"),
     ("quantize", "--steps", "-1"), ("quantize", "--epochs", "0"), ("quantize", "--equalize", "-0.5"),
+    ("quantize", "--lr", "0"),
 ]  # fmt: skip
 
 
@@ -248,7 +249,7 @@ def test_training_and_quantization_values_are_checked(command, flag, value, tmp_
     else:
         Image.fromarray(imresize(SMOOTH, 4)).save(tmp_path / "one.png")
         tfsr.build_model("slwsr16", 2).save(tmp_path / "m.keras")
-        method = ["--method", "qat"] if flag in ("--steps", "--epochs") else []
+        method = ["--method", "qat"] if flag in ("--steps", "--epochs", "--lr") else []
         args = ["quantize", tmp_path / "m.keras", "--calib-data", tmp_path, "--out", tmp_path / "m.tflite", *method]
     assert_one_line_error(invoke(*args, flag, value), flag)
     assert not (tmp_path / "run" / "model.keras").exists() and not (tmp_path / "m.tflite").exists()

@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning: calibrate the fake-quant ranges first, then train with Adam and L1.
+"""Quantization-aware fine-tuning: calibrate the fake-quant ranges first, then train with Adam.
 
 tfmot's activation ranges start at [-6, 6] and follow the data with an EMA of decay 0.999, so a few hundred
 steps leave them far from the real ranges (a QAT model exported after 200 steps agrees with its Keras self at
@@ -111,13 +111,20 @@ def distillation_pairs(model, lr_patches: np.ndarray, batch: int = 16) -> PatchP
     return PatchPairs(lr_patches, model.predict(lr_patches, batch_size=batch, verbose=0))
 
 
+LOSSES = {"l1": "mean_absolute_error", "l2": "mean_squared_error"}
+
+
 def fine_tune(qmodel, pairs: PatchPairs, steps: int, batch: int = 16, learning_rate: float = 1e-5,
               seed: int = 0, callbacks=(), log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-              freeze_ranges: bool = False) -> list[float]:  # fmt: skip
-    """``steps`` Adam steps on L1 over random batches of ``pairs``; returns the loss per logged step.
-    ``freeze_ranges``: the activation ranges stay as they are (set by :func:`mse_ranges`) instead of following
-    tfmot's moving averages of each batch's min/max, which drift towards ranges that clip nothing."""
-    qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_absolute_error")
+              freeze_ranges: bool = False, loss: str = "l1", cosine: bool = False) -> list[float]:  # fmt: skip
+    """``steps`` Adam steps on ``loss`` (LOSSES) over random batches of ``pairs``; returns the loss per logged
+    step. ``cosine``: the learning rate decays from ``learning_rate`` to 0 over the steps. ``freeze_ranges``:
+    the activation ranges stay as they are (set by :func:`mse_ranges`) instead of following tfmot's moving
+    averages of each batch's min/max, which drift towards ranges that clip nothing."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, not {loss!r}")
+    rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if cosine else learning_rate
+    qmodel.compile(optimizer=keras.optimizers.Adam(rate), loss=LOSSES[loss])
     data = (
         tf.data.Dataset.from_tensor_slices((pairs.lr, pairs.hr))
         .shuffle(len(pairs.lr), seed=seed, reshuffle_each_iteration=True)
@@ -127,17 +134,17 @@ def fine_tune(qmodel, pairs: PatchPairs, steps: int, batch: int = 16, learning_r
     every = max(1, steps // 10)
     with fast_range_ema(1.0) if freeze_ranges else contextlib.nullcontext():  # in effect when fit traces the step
         history = qmodel.fit(data, steps_per_epoch=every, epochs=-(-steps // every), verbose=0,
-                             callbacks=[*callbacks, _ProgressLog(every, steps, log)])  # fmt: skip
+                             callbacks=[*callbacks, _ProgressLog(every, steps, loss.upper(), log)])  # fmt: skip
     return [float(v) for v in history.history["loss"]]
 
 
 class _ProgressLog(keras.callbacks.Callback):
-    def __init__(self, every: int, steps: int, log):
+    def __init__(self, every: int, steps: int, loss_name: str, log):
         super().__init__()
-        self.every, self.steps, self.log = every, steps, log
+        self.every, self.steps, self.loss_name, self.log = every, steps, loss_name, log
 
     def on_epoch_end(self, epoch, logs=None):
-        self.log(f"fine-tuning step {min((epoch + 1) * self.every, self.steps)}/{self.steps}: L1 {logs['loss']:.3f}")
+        self.log(f"fine-tuning step {min((epoch + 1) * self.every, self.steps)}/{self.steps}: {self.loss_name} {logs['loss']:.3f}")
 
 
 def copy_float_weights(qmodel, model) -> None:

@@ -123,12 +123,14 @@ def with_ranges(calibrated: bytes, patches: Sequence[np.ndarray], method: str = 
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model_t)), changes
 
 
-def quantize_calibrated(calibrated: bytes, options: ConvertOptions) -> bytes:
-    """TFLite's MLIR quantizer on a calibrated model, called as ``TFLiteConverter.convert`` calls it for int8."""
+def quantize_calibrated(calibrated: bytes, options: ConvertOptions, float_nodes: Sequence[str] = ()) -> bytes:
+    """TFLite's MLIR quantizer on a calibrated model, called as ``TFLiteConverter.convert`` calls it for int8;
+    the ops writing the tensors named in ``float_nodes`` stay in float (an experiment, not an export)."""
     from tensorflow.lite.python import convert
 
     io = io_dtype(options.io, options.mode)
-    return convert.mlir_quantize(calibrated, not options.per_channel, input_data_type=io, output_data_type=io)
+    return convert.mlir_quantize(calibrated, not options.per_channel, input_data_type=io, output_data_type=io,
+                                 denylisted_nodes=list(float_nodes) or None)  # fmt: skip
 
 
 def convert_with_ranges(model, options: ConvertOptions, representative: Sequence[np.ndarray], method: str = "mse",
