@@ -201,15 +201,16 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
     if config.method == "qat":
         from tfsr.quantization.configs import quantize_model
-        from tfsr.quantization.qat import calibrate_ranges, copy_float_weights, distillation_pairs, fine_tune, mse_ranges
+        from tfsr.quantization.qat import (TARGET_LOSSES, calibrate_ranges, copy_float_weights, distillation_pairs,
+                                           fine_tune, mse_ranges)  # fmt: skip
 
         qmodel = quantize_model(model, preserve_sparsity=bool(config.prune))
         calibration = calibrate_ranges(qmodel, pairs.lr[:32])
         log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
         if config.ranges == "mse":
             log(f"MSE-optimal ranges for {mse_ranges(qmodel, pairs.lr)} activations, kept while fine-tuning")
-        # Towards its float self the int8 model is scored by PSNR, i.e. L2; towards HR, L1 is the papers' loss.
-        targets, loss = (distillation_pairs(model, pairs.lr), "l2") if config.qat_target == "float" else (pairs, "l1")
+        targets = distillation_pairs(model, pairs.lr) if config.qat_target == "float" else pairs
+        loss = TARGET_LOSSES[config.qat_target]
         log(f"fine-tuning towards the {'float model' if config.qat_target == 'float' else 'HR patches'} ({loss.upper()})")
         fine_tune(qmodel, targets, steps, config.batch, config.learning_rate, log=log,
                   freeze_ranges=config.ranges == "mse", loss=loss)  # fmt: skip

@@ -110,9 +110,11 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=str(ROOT / "saved_models" / "bench_quantization.json"))
     args = parser.parse_args(argv)
     latency_hw = tuple(int(v) for v in args.latency_size.split("x"))
-    args.qat_loss = args.qat_loss or ("l2" if args.qat_target == "float" else "l1")
 
     from tfsr.quantization.data import patch_pairs
+    from tfsr.quantization.qat import TARGET_LOSSES
+
+    args.qat_loss = args.qat_loss or TARGET_LOSSES[args.qat_target]
 
     results: dict = {"model": args.model, "command": " ".join(sys.argv), "threads": args.threads}
     out = Path(args.json)
@@ -197,13 +199,20 @@ def main(argv=None) -> None:
                           {"classes": plan.classes, "largest_gain": plan.largest_gain}))  # fmt: skip
         return found
 
+    @functools.cache
+    def default_calibrated() -> bytes:
+        """The calibrated float model of quantize's default PTQ: equalized, MSE ranges (before quantizing)."""
+        from tfsr.quantization.ranges import calibrated_model, with_ranges
+
+        return with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)[0]
+
     if "propagated" in args.steps:
         from tfsr.quantization.concat_scales import own_concat_scales
         from tfsr.quantization.debug import propagated_errors
-        from tfsr.quantization.ranges import calibrated_model, quantize_calibrated, with_ranges
+        from tfsr.quantization.ranges import quantize_calibrated
 
         # quantize's default PTQ model (equalized, MSE ranges, own concat scales) against its calibrated float self
-        ranged, _ = with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)
+        ranged = default_calibrated()
         int8, _ = own_concat_scales(quantize_calibrated(ranged, stock), ranged)
         rows = propagated_errors(ranged, int8, representative[:16])
         results["propagated"] = [r.to_json() for r in rows]
@@ -215,9 +224,9 @@ def main(argv=None) -> None:
 
         from tensorflow.lite.tools import flatbuffer_utils
 
-        from tfsr.quantization.ranges import calibrated_model, quantize_calibrated, with_ranges
+        from tfsr.quantization.ranges import quantize_calibrated
 
-        ranged, _ = with_ranges(calibrated_model(equalized(1.0)[0], stock, representative), representative)
+        ranged = default_calibrated()
         graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(ranged)).subgraphs[0]
         names = [t.name.decode() for i, t in enumerate(graph.tensors) if i not in graph.outputs]  # output: uint8
         for region, pattern in FLOAT_REGIONS.items():

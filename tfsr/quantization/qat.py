@@ -112,6 +112,9 @@ def distillation_pairs(model, lr_patches: np.ndarray, batch: int = 16) -> PatchP
 
 
 LOSSES = {"l1": "mean_absolute_error", "l2": "mean_squared_error"}
+# The loss for each kind of target: towards its float self the int8 model is scored by PSNR, i.e. L2; towards HR
+# patches L1 is the papers' training loss.
+TARGET_LOSSES = {"float": "l2", "hr": "l1"}
 
 
 def fine_tune(qmodel, pairs: PatchPairs, steps: int, batch: int = 16, learning_rate: float = 1e-5,
