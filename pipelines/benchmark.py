@@ -206,10 +206,11 @@ class _Bench:
         self.tflite(label, data, kind, params, macs, trained)
 
     def tflite(self, label: str, data: bytes, kind: str, params=None, macs=None, trained: bool = True) -> None:
-        from tfsr.tflite import DEFAULT_THREADS, TFLitePredictor, tiled_if_fixed
+        from tfsr.tflite import DEFAULT_THREADS, TFLitePredictor
+        from tfsr.tiling import with_tiling
 
         predictor = TFLitePredictor(data, label, self.config.scale, self.config.threads or DEFAULT_THREADS)
-        run_once = tiled_if_fixed(predictor)
+        run_once = with_tiling(predictor, None)
         latency = median_latency_ms(lambda: run_once(self.lr), self.config.warmup, self.config.repeats)
         self.add(BenchmarkRow(label, kind, params, macs, len(data), latency, self.score(run_once, trained)))
 

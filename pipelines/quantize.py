@@ -18,6 +18,7 @@ from tfsr.data.benchmark import load_benchmark
 from tfsr.errors import TfsrError
 from tfsr.evaluation import evaluate_set
 from tfsr.predictors import RUN_MODEL_FILE, KerasPredictor, load_keras_model, model_scale
+from tfsr.tiling import with_tiling
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -255,8 +256,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
 
     predictors = {
         "float keras": KerasPredictor(model, scale, "float keras"),
-        "float tflite": tflite.tiled_if_fixed(tflite.TFLitePredictor(float_bytes, "float tflite", scale, config.threads)),
-        "int8 tflite": tflite.tiled_if_fixed(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads)),
+        "float tflite": with_tiling(tflite.TFLitePredictor(float_bytes, "float tflite", scale, config.threads), None),
+        "int8 tflite": with_tiling(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads), None),
     }
     scores = {}
     for label, predictor in predictors.items():

@@ -228,6 +228,8 @@ def run(config: TrainConfig, log=lambda msg: print(msg, file=sys.stderr)) -> Tra
     # workers write into a temporary folder that is removed at the end. The backup folder must be shared.
     work = out if chief else Path(tempfile.mkdtemp(prefix="tfsr-worker-"))
     log(f"training {config.model} x{config.scale} on {described}")
+    if strategy.num_replicas_in_sync > 1:
+        log(f"strategy {config.strategy}: each batch of {settings['batch_size']} split over {strategy.num_replicas_in_sync} replicas")
     log(f"validation: {f'{bench.name} ({len(bench.images)} images)' if bench else 'none (the last model is kept)'}")
 
     model, inference_model = _compile_model(config, spec, settings, strategy)

@@ -101,6 +101,7 @@ def main(argv=None) -> None:
     parser.add_argument("--qat-target", choices=("float", "hr"), default="float",
                         help="fine-tune towards the float model's own outputs (quantize's default) or the HR patches")
     parser.add_argument("--qat-patches", type=int, default=200, help="LR/HR patch pairs for fine-tuning")
+    parser.add_argument("--qat-seed", type=int, default=0, help="order of the fine-tuning batches")
     parser.add_argument("--qat-equalize", type=float, default=1.0, help="equalization strength before QAT (0: off)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--max-gain", type=float, default=16.0)
@@ -290,12 +291,12 @@ def main(argv=None) -> None:
         log(f"fake-quantized Keras model, 0 steps: Set5 {results['qat_keras_fake_quant_set5_0_steps']}")
         if args.qat_target == "float":
             pairs = distillation_pairs(float_model, pairs.lr)
-        fine_tune(qmodel, pairs, args.qat_steps, batch=args.qat_batch, learning_rate=args.qat_lr, log=log,
+        fine_tune(qmodel, pairs, args.qat_steps, batch=args.qat_batch, learning_rate=args.qat_lr, log=log, seed=args.qat_seed,
                   freeze_ranges=args.qat_ranges == "mse", loss=args.qat_loss, cosine=args.qat_schedule == "cosine")  # fmt: skip
         copy_float_weights(qmodel, float_model)  # the drop compares float and int8 of the same fine-tuned weights
         results["float_keras_set5_before_qat"] = results.get("float_keras_set5_before_qat", results["float_keras_set5"])
         results["float_keras_set5"] = results["float_keras_set5_after_qat"] = score(KerasPredictor(float_model, 4, "float"))
-        measure(f"{label}, {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g} {args.qat_schedule}, {args.qat_loss.upper()})",
+        measure(f"{label}, {args.qat_steps} steps (batch {args.qat_batch}, Adam {args.qat_lr:g} {args.qat_schedule}, {args.qat_loss.upper()}, seed {args.qat_seed})",
                 convert(qmodel, ConvertOptions("int8-qat", "uint8"), representative),
                 seconds=round(time.time() - started))  # fmt: skip
     log(f"wrote {out}")

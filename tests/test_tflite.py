@@ -7,7 +7,8 @@ import pytest
 from tfsr.keras import keras, layers
 from tfsr.layers import PixelShuffle
 from tfsr.models.common import conv
-from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, tiled_if_fixed
+from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert
+from tfsr.tiling import with_tiling
 
 
 def tiny_sr(scale: int = 2, seed: int = 0, width: int = 8) -> keras.Model:
@@ -93,7 +94,7 @@ def test_float_exports_and_audit_flags_float_ops(model):
 
 def test_fixed_shape_tiling_equals_untiled(model, patches, int8_bytes):
     fixed = convert(model, ConvertOptions("int8", "int8", input_hw=(24, 24)), patches)
-    tiled = tiled_if_fixed(TFLitePredictor(fixed, "fixed"))
+    tiled = with_tiling(TFLitePredictor(fixed, "fixed"), None)
     assert TFLitePredictor(fixed, "fixed").input_hw == (24, 24)
     dynamic = TFLitePredictor(int8_bytes, "dynamic")
     rng = np.random.default_rng(5)

@@ -16,6 +16,7 @@ import numpy as np
 from tfsr.errors import TfsrError, first_line
 from tfsr.keras import tf
 from tfsr.predictors import SUFFIX_FACTORIES, check_scale
+from tfsr.tiling import with_tiling
 
 IO_TYPES = ("int8", "uint8", "float32")
 MODES = ("float32", "float16", "int8", "int8-qat", "int16x8")
@@ -306,16 +307,6 @@ def read_tflite(path: str | Path) -> bytes:
     return data
 
 
-def tiled_if_fixed(predictor: TFLitePredictor, overlap: int | None = None):
-    """Fixed-shape models tiled with ``overlap`` LR pixels of context (capped to what the window allows)."""
-    from tfsr.tiling import DEFAULT_OVERLAP, with_tiling
-
-    if predictor.input_hw is None:
-        return predictor
-    overlap = DEFAULT_OVERLAP if overlap is None else overlap
-    return with_tiling(predictor, None, min(overlap, (min(predictor.input_hw) - 1) // 2))
-
-
 def tflite_predictor(path: str | Path, scale: int | None = None, threads: int = DEFAULT_THREADS):
     """A predictor for a .tflite file (fixed-shape models tiled)."""
     data = read_tflite(path)
@@ -325,7 +316,7 @@ def tflite_predictor(path: str | Path, scale: int | None = None, threads: int = 
         raise
     except Exception as exc:  # LiteRT rejects a damaged flatbuffer in many ways (ValueError, RuntimeError ...)
         raise TfsrError(f"model file {path} is not a valid TFLite model: {first_line(exc)}") from None
-    return tiled_if_fixed(predictor)
+    return with_tiling(predictor, None)
 
 
 SUFFIX_FACTORIES[".tflite"] = lambda path, scale: tflite_predictor(path, scale)
