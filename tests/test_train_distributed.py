@@ -26,17 +26,22 @@ def _free_ports(count):
     return ports
 
 
-@pytest.mark.slow
-def test_two_multiworker_workers_train_and_only_the_chief_writes(tmp_path, rng, tiny_set):
+def _train_args(tmp_path, rng, tiny_set, out, strategy: str) -> list[str]:
+    """`train` arguments for 3 steps of slwsr16 x2 on two tiny images, validated on ``tiny_set``."""
     data = tmp_path / "train"
     data.mkdir()
     for i in range(2):
         Image.fromarray(imresize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), 4)).save(data / f"t{i}.png")
+    return ["train", "slwsr16", "--scale", "2", "--data", str(data), "--steps", "3", "--steps-per-epoch", "3",
+            "--batch-size", "4", "--patch-size", "12", "--crops-per-image", "4", "--strategy", strategy,
+            "--val-data", str(tiny_set), "--out", str(out)]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_multiworker_workers_train_and_only_the_chief_writes(tmp_path, rng, tiny_set):
     out = tmp_path / "run"
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    cmd = [sys.executable, "cli.py", "train", "slwsr16", "--scale", "2", "--data", str(data), "--steps", "3",
-           "--steps-per-epoch", "3", "--batch-size", "4", "--patch-size", "12", "--crops-per-image", "4",
-           "--strategy", "multiworker", "--val-data", str(tiny_set), "--out", str(out)]  # fmt: skip
+    cmd = [sys.executable, "cli.py", *_train_args(tmp_path, rng, tiny_set, out, "multiworker")]
     workers = []
     for index in range(2):
         task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
@@ -58,19 +63,13 @@ def test_two_multiworker_workers_train_and_only_the_chief_writes(tmp_path, rng, 
 
 @pytest.mark.slow
 def test_mirrored_training_splits_each_batch_over_two_cpu_replicas(tmp_path, rng, tiny_set):
-    data = tmp_path / "train"
-    data.mkdir()
-    for i in range(2):
-        Image.fromarray(imresize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), 4)).save(data / f"t{i}.png")
     out = tmp_path / "run"
     # Two logical CPUs stand in for two GPUs: they must exist before TensorFlow starts, hence a wrapper script.
     script = ("import os, sys; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tensorflow as tf; "
               "cpu = tf.config.list_physical_devices('CPU')[0]; "
               "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
               "import cli; cli.cli(sys.argv[1:])")  # fmt: skip
-    cmd = [sys.executable, "-c", script, "train", "slwsr16", "--scale", "2", "--data", str(data), "--steps", "3",
-           "--steps-per-epoch", "3", "--batch-size", "4", "--patch-size", "12", "--crops-per-image", "4",
-           "--strategy", "mirrored", "--val-data", str(tiny_set), "--out", str(out)]  # fmt: skip
+    cmd = [sys.executable, "-c", script, *_train_args(tmp_path, rng, tiny_set, out, "mirrored")]
     env = {**os.environ, "TFSR_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
