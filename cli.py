@@ -173,6 +173,7 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--patch", type=int, default=48, show_default=True, help="LR patch size for calibration and fine-tuning.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Fine-tuning epochs (QAT, pruning).")
 @click.option("--steps", type=int, default=200, show_default=True, help="Fine-tuning steps per epoch.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Fine-tuning batch size (QAT, pruning).")
 @click.option("--data", multiple=True, help="Benchmark folder (repeatable; default Set5 and Set14 of ../shared/data).")
 @click.option("--out", default=None, help="Output .tflite (default: next to the model).")
 @click.option("--strict", is_flag=True, help="Fail when the op audit finds float ops, inner (de)quantize or unsupported ops.")
@@ -191,13 +192,13 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
-def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, data, out,
-             strict, ranges, concat_scales, qat_target, lr, equalize):  # fmt: skip
+def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, batch_size,
+             data, out, strict, ranges, concat_scales, qat_target, lr, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
-                            out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
+                            batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
                             concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr)  # fmt: skip
     click.echo(run(config).table())
 

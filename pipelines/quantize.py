@@ -99,8 +99,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
         from tfsr.quantization.pruning import check_sparsity
 
         check_sparsity(config.prune)
-    for name, value in (("--epochs", config.epochs), ("--steps", config.steps), ("--calib-count", config.calib_count),
-                        ("--patch", config.patch)):  # fmt: skip
+    for name, value in (("--epochs", config.epochs), ("--steps", config.steps), ("--batch-size", config.batch),
+                        ("--calib-count", config.calib_count), ("--patch", config.patch)):  # fmt: skip
         if value < 1:
             raise TfsrError(f"{name} must be at least 1, not {value}")
     if not 0.0 < config.learning_rate < 1.0:

@@ -113,6 +113,7 @@ def test_quantize_requantizes_concat_inputs_and_strict_names_the_option(workspac
         (["--input-size", "0x0"], "--input-size must be at least 1x1"),
         (["--input-size", "big"], "--input-size must be HxW"),
         (["--steps", "0"], "--steps must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
         (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
         (["--concat-scales", "mixed"], "Invalid value for '--concat-scales'"),
         (["--method", "qat", "--ranges", "minmax"], "--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch"),
