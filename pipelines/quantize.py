@@ -28,6 +28,7 @@ TARGETS = ("generic", "edgetpu", "nnapi")
 RANGES = ("mse", "mean-batch", "minmax")
 CONCAT_SCALES = ("own", "shared")
 QAT_TARGETS = ("float", "hr")
+BEFORE_FINE_TUNING = "float keras, before fine-tuning"
 EDGETPU_DEFAULT_HW = (64, 64)
 
 
@@ -158,6 +159,9 @@ class QuantizeResult:
         headers = ["model"] + [f"{d} PSNR/SSIM" for d in sets]
         rows = [[m] + [f"{per[d]['psnr_y']:.3f} / {per[d]['ssim_y']:.4f}" for d in sets] for m, per in s["scores"].items()]
         rows.append(["drop (float keras - int8)"] + [f"{s['drop_db'][d]:.3f} dB" for d in sets])
+        if s["drop_from_model_before_fine_tuning_db"]:
+            rows.append(["drop from before fine-tuning"]
+                        + [f"{s['drop_from_model_before_fine_tuning_db'][d]:.3f} dB" for d in sets])  # fmt: skip
         text += ["", format_table(headers, rows), "", f"ops: {s['audit']['summary']}"]
         if s.get("edgetpu_compiler"):
             text.append(f"edgetpu_compiler: {s['edgetpu_compiler']}")
@@ -254,7 +258,11 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         compiler = result.log.strip().splitlines()[-1] if result.log.strip() else ""
         log(f"edgetpu_compiler: {compiler}")
 
+    fine_tuned = config.method == "qat" or bool(config.prune)
     predictors = {
+        # The targets compare float and int8 of the same (fine-tuned) weights; users also want the model they gave.
+        **({BEFORE_FINE_TUNING: KerasPredictor(with_output_clip(load_keras_model(model_path)), scale, BEFORE_FINE_TUNING)}
+           if fine_tuned else {}),  # fmt: skip
         "float keras": KerasPredictor(model, scale, "float keras"),
         "float tflite": with_tiling(tflite.TFLitePredictor(float_bytes, "float tflite", scale, config.threads), None),
         "int8 tflite": with_tiling(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads), None),
@@ -282,6 +290,9 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         "edgetpu_compiler": compiler,
         "scores": {m: {d: {k: v for k, v in s.items() if k != "per_image"} for d, s in per.items()} for m, per in scores.items()},
         "drop_db": {b.name: scores["float keras"][b.name]["psnr_y"] - scores["int8 tflite"][b.name]["psnr_y"] for b in benches},
+        "drop_from_model_before_fine_tuning_db": {
+            b.name: scores[BEFORE_FINE_TUNING][b.name]["psnr_y"] - scores["int8 tflite"][b.name]["psnr_y"] for b in benches
+        } if fine_tuned else None,
         "seconds": round(time.time() - started, 1),
     }
     result = QuantizeResult(out, summary)
