@@ -169,10 +169,12 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--input-size", default=None, help="Fixed LR input HxW (default: dynamic; 64x64 for edgetpu).")
 @click.option("--io", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
 @click.option("--calib-data", default=None, help="Image folder for calibration/fine-tuning (default ../shared/data/train291).")
-@click.option("--calib-count", type=int, default=200, show_default=True, help="Number of calibration patches.")
+@click.option("--calib-count", type=int, default=None,
+              help="Calibration (and fine-tuning) patches.  [default: 200; 1000 with --method qat]")
 @click.option("--patch", type=int, default=48, show_default=True, help="LR patch size for calibration and fine-tuning.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Fine-tuning epochs (QAT, pruning).")
-@click.option("--steps", type=int, default=200, show_default=True, help="Fine-tuning steps per epoch.")
+@click.option("--steps", type=int, default=None,
+              help="Fine-tuning steps per epoch (QAT, pruning).  [default: 200; 1000 with --method qat]")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Fine-tuning batch size (QAT, pruning).")
 @click.option("--data", multiple=True, help="Benchmark folder (repeatable; default Set5 and Set14 of ../shared/data).")
 @click.option("--out", default=None, help="Output .tflite (default: next to the model).")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 
@@ -41,10 +41,10 @@ class QuantizeConfig:
     input_size: str | None = None  # "HxW": a fixed-shape export
     io: str = "int8"
     calib_data: str | None = None
-    calib_count: int = 200
+    calib_count: int | None = None  # None: method_defaults
     patch: int = 48  # LR patch size for calibration and fine-tuning
     epochs: int = 1
-    steps: int = 200  # fine-tuning steps per epoch (QAT, pruning)
+    steps: int | None = None  # fine-tuning steps per epoch (QAT, pruning); None: method_defaults
     batch: int = 16
     out: str | None = None
     strict: bool = False
@@ -84,6 +84,15 @@ def default_out(model_path: Path, config: QuantizeConfig) -> Path:
     stem = "model" if model_path.name == RUN_MODEL_FILE else model_path.stem
     prune = f"_p{round(config.prune * 100)}" if config.prune else ""
     return model_path.parent / f"{stem}_{config.method}{prune}_{config.target}_int8.tflite"
+
+
+def method_defaults(config: QuantizeConfig) -> QuantizeConfig:
+    """Patches and steps the user left unset. PTQ calibrates better on 200 patches than on more (E-RFDN: 31.8653 dB
+    against 31.7868 on 600: the ranges widen with outliers); QAT was measured with 1,000 patches and 1,000 steps
+    (fewer steps leave int8 quality behind, more stop paying); pruning alone fine-tunes 200 steps."""
+    qat = config.method == "qat"
+    return replace(config, calib_count=config.calib_count if config.calib_count is not None else 1000 if qat else 200,
+                   steps=config.steps if config.steps is not None else 1000 if qat else 200)  # fmt: skip
 
 
 def validate(config: QuantizeConfig) -> tuple[int, int] | None:
@@ -169,6 +178,7 @@ class QuantizeResult:
 
 
 def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> QuantizeResult:
+    config = method_defaults(config)
     input_hw = validate(config)
     model_path = resolve_model(config)
     benches_dirs = benchmark_folders(config)

@@ -176,3 +176,14 @@ def test_quantize_16x8_keeps_int16_activations(workspace):
     assert abs(report["drop_db"]["Tiny"]) < 0.2
     refused = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "ptq16x8", "--target", "edgetpu")])
     assert refused.exit_code == 2 and "the Edge TPU does not run" in refused.stderr
+
+
+def test_method_defaults_give_qat_more_patches_and_steps_and_keep_what_the_user_set():
+    from pipelines.quantize import QuantizeConfig, TfsrError, method_defaults, validate
+
+    ptq, qat = method_defaults(QuantizeConfig()), method_defaults(QuantizeConfig(method="qat"))
+    assert (ptq.calib_count, ptq.steps) == (200, 200)
+    assert (qat.calib_count, qat.steps) == (1000, 1000)
+    assert method_defaults(QuantizeConfig(method="qat", calib_count=8, steps=6)).steps == 6
+    with pytest.raises(TfsrError, match="--calib-count must be at least 1, not 0"):
+        validate(method_defaults(QuantizeConfig(method="qat", calib_count=0)))
