@@ -269,10 +269,10 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         log(f"edgetpu_compiler: {compiler}")
 
     fine_tuned = config.method == "qat" or bool(config.prune)
-    predictors = {
-        # The targets compare float and int8 of the same (fine-tuned) weights; users also want the model they gave.
-        **({BEFORE_FINE_TUNING: KerasPredictor(with_output_clip(load_keras_model(model_path)), scale, BEFORE_FINE_TUNING)}
-           if fine_tuned else {}),  # fmt: skip
+    predictors = {}
+    if fine_tuned:  # the targets compare float and int8 of the same fine-tuned weights; users also want their model's
+        predictors[BEFORE_FINE_TUNING] = KerasPredictor(with_output_clip(load_keras_model(model_path)), scale, BEFORE_FINE_TUNING)
+    predictors |= {
         "float keras": KerasPredictor(model, scale, "float keras"),
         "float tflite": with_tiling(tflite.TFLitePredictor(float_bytes, "float tflite", scale, config.threads), None),
         "int8 tflite": with_tiling(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads), None),
@@ -282,6 +282,10 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         for bench in benches:
             log(f"evaluating {label} on {bench.name} x{scale}")
             scores.setdefault(label, {})[bench.name] = evaluate_set(predictor, bench).to_json()
+
+    def drops_from(reference: str) -> dict[str, float]:
+        return {b.name: scores[reference][b.name]["psnr_y"] - scores["int8 tflite"][b.name]["psnr_y"] for b in benches}
+
     summary = {
         "model": str(model_path),
         "out": str(out),
@@ -299,10 +303,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         "audit": {**audit.to_json(), "summary": audit.summary()},
         "edgetpu_compiler": compiler,
         "scores": {m: {d: {k: v for k, v in s.items() if k != "per_image"} for d, s in per.items()} for m, per in scores.items()},
-        "drop_db": {b.name: scores["float keras"][b.name]["psnr_y"] - scores["int8 tflite"][b.name]["psnr_y"] for b in benches},
-        "drop_from_model_before_fine_tuning_db": {
-            b.name: scores[BEFORE_FINE_TUNING][b.name]["psnr_y"] - scores["int8 tflite"][b.name]["psnr_y"] for b in benches
-        } if fine_tuned else None,
+        "drop_db": drops_from("float keras"),
+        "drop_from_model_before_fine_tuning_db": drops_from(BEFORE_FINE_TUNING) if fine_tuned else None,
         "seconds": round(time.time() - started, 1),
     }
     result = QuantizeResult(out, summary)
