@@ -191,17 +191,21 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
                    "or the HR patches (also retrains the float weights on the calibration images).")
 @click.option("--lr", type=float, default=5e-5, show_default=True,
               help="QAT fine-tuning learning rate (Adam).")
+@click.option("--fold-residuals/--no-fold-residuals", default=True, show_default=True,
+              help="PTQ/QAT: fold each identity residual conv(x) + x into its conv (exact), so that equalization "
+                   "can scale the block outputs freely.")
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, batch_size,
-             data, out, strict, ranges, concat_scales, qat_target, lr, equalize):  # fmt: skip
+             data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
-                            concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr)  # fmt: skip
+                            concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr,
+                            fold_residuals=fold_residuals)  # fmt: skip
     click.echo(run(config).table())
 
 

@@ -188,9 +188,8 @@ class _Bench:
 
         self.log(f"converting {label} to {kind} TFLite")
         options = ConvertOptions(mode=kind, io="int8" if kind == "int8" else "float32")
-        if kind == "int8":  # what `cli.py quantize` makes by default: output clipped, equalized, MSE ranges, own concat scales
-            from pipelines.quantize import with_output_clip
-            from tfsr.quantization.equalize import equalize
+        if kind == "int8":  # what `cli.py quantize` makes by default: output clipped, folded, equalized, MSE ranges, own concat scales
+            from pipelines.quantize import prepared_for_int8, with_output_clip
             from tfsr.quantization.ranges import convert_with_ranges
 
             representative = _calibration([im.lr for im in self.bench.images] if self.bench else [], self.rng)
@@ -199,8 +198,8 @@ class _Bench:
                     "int8 rows: `cli.py quantize`'s default PTQ, calibrated on smooth random images (latency and size only)")  # fmt: skip
             if note not in self.result.notes:
                 self.result.notes.append(note)
-            equalized, _ = equalize(with_output_clip(model), np.stack(representative), 1.0)
-            data, _ = convert_with_ranges(equalized, options, representative)
+            prepared, _, _ = prepared_for_int8(with_output_clip(model), np.stack(representative))
+            data, _ = convert_with_ranges(prepared, options, representative)
         else:
             data = convert(model, options)
         self.tflite(label, data, kind, params, macs, trained)

@@ -52,6 +52,7 @@ class QuantizeConfig:
     runs_dir: str = "saved_models"
     threads: int = 2
     per_channel: bool = True
+    fold_residuals: bool = True  # PTQ/QAT: conv(x) + x as one conv (tfsr.quantization.fold), before equalizing
     equalize: float = 1.0  # channel-equalization strength before PTQ or QAT (0: off); see tfsr.quantization.equalize
     # Activation ranges. PTQ: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock). QAT: "mse"
     # (MSE-optimal, kept while fine-tuning) or "mean-batch" (tfmot's moving averages of per-batch min/max).
@@ -125,6 +126,25 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
     if config.target == "edgetpu" and hw is None:
         hw = EDGETPU_DEFAULT_HW  # the Edge TPU needs a static shape
     return hw
+
+
+def prepared_for_int8(model, patches, fold: bool = True, strength: float = 1.0, log=lambda msg: None):
+    """``model`` as the int8 conversions take it by default, the same function in float: identity residuals folded
+    into their convs (``tfsr.quantization.fold``), then channels equalized on ``patches`` (strength 0: not);
+    also returns the folded Adds (None when not asked) and the equalization's summary (None when off)."""
+    folded = equalization = None
+    if fold:
+        from tfsr.quantization.fold import fold_identity_residuals
+
+        model, folded = fold_identity_residuals(model)
+        log(f"folded {len(folded)} identity residuals into their convs")
+    if strength:
+        from tfsr.quantization.equalize import equalize
+
+        model, plan = equalize(model, patches, strength)
+        equalization = {"strength": strength, "channel_classes": plan.classes, "largest_gain": plan.largest_gain}
+        log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
+    return model, folded, equalization
 
 
 def with_output_clip(model):
@@ -207,13 +227,9 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         from tfsr.quantization.pruning import kernel_sparsity, prune
 
         model = prune(model, pairs, config.prune, steps, config.batch, log=log)
-    equalization = None
-    if config.equalize and config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
-        from tfsr.quantization.equalize import equalize
-
-        model, plan = equalize(model, pairs.lr, config.equalize)
-        equalization = {"strength": config.equalize, "channel_classes": plan.classes, "largest_gain": plan.largest_gain}
-        log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
+    folded = equalization = None
+    if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
+        model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
     if config.method == "qat":
         from tfsr.quantization.configs import quantize_model
         from tfsr.quantization.qat import (TARGET_LOSSES, calibrate_ranges, copy_float_weights, distillation_pairs,
@@ -297,6 +313,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
             "int8 tflite": {"raw": len(int8_bytes), "gzip": tflite.gzip_size(int8_bytes)},
         },
         "kernel_sparsity": sparsity,
+        "folded_residuals": folded,
         "equalization": equalization,
         "activation_ranges": ranges,
         "concat_inputs_requantized": [asdict(r) for r in requantized],

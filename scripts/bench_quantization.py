@@ -6,13 +6,15 @@ Each step appends to the JSON as soon as it is measured, so a bounded run still 
 Steps (``--steps`` picks some): float, ptq (the issue's baseline: 200 real 48x48 patches, uint8 I/O, output
 clipped), per-layer (QuantizationDebugger: the layers that lose most), propagated (float vs int8 tensors through
 the whole network, quantize's default PTQ model), regions (that model with parts of the network left in float:
-where the error comes from), remedies (calibration size and patch size,
+where the error comes from), simulate (quantize's default float model with int8 simulated in Keras: weights only,
+activations per tensor and per channel, the bound of any channel-scale remedy), remedies (calibration size and patch size,
 per-tensor weights, attention ops kept in float, 16x8), equalize (channel equalization before PTQ, at each
 ``--strengths``), ranges (MSE-optimal and mean-batch activation ranges, alone and after equalization), concat
 (min/max and MSE ranges, alone and after equalization, with concatenation inputs on their own scales; latency of
 the last), latency (float32 vs int8 TFLite, XNNPACK, same threads; 16x8 once), qat (equalized, ranges
 calibrated, MSE-optimal by default, then ``--qat-steps`` Adam steps: L2 towards the float model, L1 towards HR,
-as quantize does).
+as quantize does). ``--fold-residuals`` measures the model with its identity residuals folded (quantize's default
+for PTQ and QAT), ``--calib-seed`` draws other calibration patches.
 """
 from __future__ import annotations
 
@@ -35,8 +37,9 @@ from tfsr.predictors import KerasPredictor  # noqa: E402
 from tfsr.tflite import ConvertOptions, TFLitePredictor, audit_ops, convert, gzip_size  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-STEPS = ("float", "ptq", "per-layer", "propagated", "regions", "remedies", "equalize", "ranges", "concat", "latency",
-         "qat")  # fmt: skip
+STEPS = ("float", "ptq", "per-layer", "propagated", "regions", "simulate", "remedies", "equalize", "ranges", "concat",
+         "latency", "qat")  # fmt: skip
+SIMULATION_PATCHES = 64  # per-channel histograms of every tensor: 64 patches keep the step to minutes
 # Regions of E-RFDN left in float for the "regions" step: regular expressions over TFLite tensor names.
 FLOAT_REGIONS = {
     "nothing": None,
@@ -103,6 +106,9 @@ def main(argv=None) -> None:
     parser.add_argument("--qat-patches", type=int, default=200, help="LR/HR patch pairs for fine-tuning")
     parser.add_argument("--qat-seed", type=int, default=0, help="order of the fine-tuning batches")
     parser.add_argument("--qat-equalize", type=float, default=1.0, help="equalization strength before QAT (0: off)")
+    parser.add_argument("--calib-seed", type=int, default=0, help="which calibration patches are drawn")
+    parser.add_argument("--fold-residuals", action="store_true",
+                        help="measure the model with its identity residuals folded (as quantize's PTQ/QAT do)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--max-gain", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -126,9 +132,15 @@ def main(argv=None) -> None:
         write_json(out, results)
 
     model = load_model(args.model)
+    if args.fold_residuals:
+        from tfsr.quantization.fold import fold_identity_residuals
+
+        model, folded = fold_identity_residuals(model)
+        results["folded_residuals"] = folded
+        log(f"folded {len(folded)} identity residuals")
     bench = load_benchmark(SHARED / "data" / "Set5", 4)
     train = SHARED / "data" / "train291"
-    calib = patch_pairs(train, args.calib, 48, 4, seed=0)
+    calib = patch_pairs(train, args.calib, 48, 4, seed=args.calib_seed)
     log(f"{model.name}: {model.count_params():,} params; {len(calib.lr)} calibration patches")
 
     def score(predictor) -> float:
@@ -219,6 +231,20 @@ def main(argv=None) -> None:
         results["propagated"] = [r.to_json() for r in rows]
         log("lowest SNR: " + "; ".join(f"{r.tensor} {r.snr_db:.1f} dB (rmse {r.rmse:.2f})" for r in sorted(rows, key=lambda r: r.snr_db)[:6]))
         save()
+
+    if "simulate" in args.steps:
+        from tfsr.quantization.simulate import SIMULATIONS, activation_ranges, simulated
+
+        # quantize's default float model, int8 simulated in Keras: weights only, activations per tensor (what
+        # TFLite does) and per channel (what no TFLite model can do: the bound of any channel-scale remedy)
+        default_float = equalized(1.0)[0]
+        sim_ranges = activation_ranges(default_float, calib.lr[:SIMULATION_PATCHES])
+        results["simulation_patches"] = SIMULATION_PATCHES
+        for simulation in SIMULATIONS:
+            psnr = score(simulated(default_float, sim_ranges, simulation))
+            results.setdefault("simulation_set5", {})[simulation] = psnr
+            log(f"simulated int8 ({simulation}): Set5 {psnr} dB (drop {results['float_keras_set5'] - psnr:.4f})")
+            save()
 
     if "regions" in args.steps:
         import re

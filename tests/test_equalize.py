@@ -25,7 +25,7 @@ def test_equalized_model_computes_the_same_function(name, patches):
     assert plan.classes > 0 and plan.gains, f"{name}: nothing to equalize"
     expected = model(patches).numpy()
     assert np.abs(equalized(patches).numpy() - expected).max() <= 2e-6 * np.abs(expected).max() + 1e-4
-    # No tensor's range grows (int8 scales stay put or shrink) and the weights really changed.
+    # No tensor's largest magnitude grows and the weights really changed.
     # (The copy's node indices of shared layers differ from the model's: compare the tensors in graph order.)
     before, after = channel_ranges(model, patches), channel_ranges(equalized, patches)
     assert len(before) == len(after)

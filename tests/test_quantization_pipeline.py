@@ -187,3 +187,22 @@ def test_method_defaults_give_qat_more_patches_and_steps_and_keep_what_the_user_
     assert method_defaults(QuantizeConfig(method="qat", calib_count=8, steps=6)).steps == 6
     with pytest.raises(TfsrError, match="--calib-count must be at least 1, not 0"):
         validate(method_defaults(QuantizeConfig(method="qat", calib_count=0)))
+
+
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_quantize_folds_identity_residuals_unless_told_not_to(workspace, method):
+    from cli import cli
+    from test_fold import mixed_residuals
+
+    tmp_path, calib, data = workspace
+    mixed_residuals().save(tmp_path / "tiny.keras")
+    extra = ["--method", method, "--steps", "2", "--batch-size", "4"] if method == "qat" else []
+    report_path = tmp_path / "tiny_int8.json"
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra)])
+    assert result.exit_code == 0, result.output
+    folded = json.loads(report_path.read_text())
+    assert folded["folded_residuals"] == ["r1.add", "r6.add"] and folded["audit"]["op_counts"]["ADD"] == 5
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra, "--no-fold-residuals")])
+    assert result.exit_code == 0, result.output
+    as_given = json.loads(report_path.read_text())
+    assert as_given["folded_residuals"] is None and as_given["audit"]["op_counts"]["ADD"] == 7

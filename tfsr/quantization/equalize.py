@@ -13,7 +13,7 @@ generalized to the graph of any tfsr model:
    channel that reaches a model input or output, or any op that is not homogeneous (sigmoid, pixel shuffle,
    a conv with bias into a sigmoid, ...) keeps gain 1.
 2. Each class gets ``s = min over its tensors t of (max_t / range_t,c) ** strength``, capped at ``max_gain``,
-   from per-channel ranges on calibration patches: no tensor's overall range grows, its small channels grow up
+   from per-channel ranges on calibration patches: no tensor's largest magnitude grows, its small channels grow up
    to it. ``strength`` < 1 leaves some of the work to the consumer's weights, whose input slices shrink by s.
 """
 from __future__ import annotations
