@@ -68,3 +68,18 @@ def test_only_exact_folds_are_made(images):
     assert np.allclose(kernel[1, 1] - original[1, 1], np.eye(8)) and np.array_equal(kernel[0], original[0])
     assert folded.get_layer("shared") is not model.get_layer("shared")  # a copy, still one layer called twice
     assert len(folded.get_layer("shared")._inbound_nodes) == 2
+
+
+def test_folds_a_pruned_model_whose_layers_are_shared_with_the_original(images):
+    from tfsr.quantization.data import PatchPairs
+    from tfsr.quantization.pruning import prune
+
+    rng = np.random.default_rng(0)
+    pairs = PatchPairs(rng.uniform(0, 255, (8, 16, 16, 3)).astype(np.float32),
+                       rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32))  # fmt: skip
+    pruned = prune(mixed_residuals(), pairs, 0.5, 2, 4, log=lambda msg: None)
+    assert len(pruned.get_layer("r1")._inbound_nodes) == 2  # strip_pruning reuses the unpruned layers
+    folded, names = fold_identity_residuals(pruned)
+    assert names == ["r1.add", "r6.add"]
+    expected = pruned(images).numpy()
+    assert np.abs(folded(images).numpy() - expected).max() <= 2e-6 * np.abs(expected).max() + 1e-4

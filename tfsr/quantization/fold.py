@@ -53,10 +53,6 @@ def residual_folds(model) -> dict[str, str]:
     return folds
 
 
-def _clone(layer):
-    return layer.__class__.from_config(layer.get_config())
-
-
 def fold_identity_residuals(model) -> tuple[keras.Model, list[str]]:
     """A copy of ``model`` with every fold of ``residual_folds`` made (the Add's name goes to the folded conv),
     and the names of those Adds; ``model`` itself when there is nothing to fold."""
@@ -64,6 +60,8 @@ def fold_identity_residuals(model) -> tuple[keras.Model, list[str]]:
     if not folds:
         return model, []
     folded_convs = set(folds.values())
+    # The skip is the conv's own input (not ``conv.output``: a layer shared with another model has several nodes).
+    skips = {layer.name: inputs[0] for layer, _, inputs, _ in model_nodes(model) if layer.name in folded_convs}
     new_inputs = [keras.Input(batch_size=t.shape[0], shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0])
                   for t in model.inputs]  # fmt: skip
     tensors = {id(old): new for old, new in zip(model.inputs, new_inputs)}
@@ -76,18 +74,17 @@ def fold_identity_residuals(model) -> tuple[keras.Model, list[str]]:
                 continue
             if layer.name in folds:
                 conv = model.get_layer(folds[layer.name])
-                branch, skip = tf.nest.flatten(node.keras_inputs)
-                skip = skip if conv.output is branch else branch
                 kernel, *bias = conv.get_weights()
                 kh, kw = kernel.shape[:2]
                 kernel = kernel.copy()
                 kernel[kh // 2, kw // 2] += np.eye(kernel.shape[2], dtype=kernel.dtype)
                 folded = layers.Conv2D.from_config({**conv.get_config(), "name": layer.name})
-                out = folded(tensors[id(skip)])
+                out = folded(tensors[id(skips[conv.name])])
                 folded.set_weights([kernel, *bias])
             else:
                 if layer.name not in clones:
-                    clones[layer.name], weights[layer.name] = _clone(layer), layer.get_weights()
+                    clones[layer.name] = layer.__class__.from_config(layer.get_config())
+                    weights[layer.name] = layer.get_weights()
                 new = tf.nest.map_structure(lambda t: tensors.get(id(t), t), (node.call_args, node.call_kwargs))
                 out = clones[layer.name](*new[0], **new[1])
             for old, new_t in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(out)):
