@@ -171,6 +171,8 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--calib-data", default=None, help="Image folder for calibration/fine-tuning (default ../shared/data/train291).")
 @click.option("--calib-count", type=int, default=None,
               help="Calibration (and fine-tuning) patches.  [default: 200; 1000 with --method qat]")
+@click.option("--calib-seed", type=int, default=0, show_default=True,
+              help="Which calibration patches are drawn: another seed, another sample of --calib-data.")
 @click.option("--patch", type=int, default=48, show_default=True, help="LR patch size for calibration and fine-tuning.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Fine-tuning epochs (QAT, pruning).")
 @click.option("--steps", type=int, default=None,
@@ -197,15 +199,15 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
-def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps, batch_size,
-             data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize):  # fmt: skip
+def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, calib_seed, patch, epochs, steps,
+             batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
                             concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr,
-                            fold_residuals=fold_residuals)  # fmt: skip
+                            fold_residuals=fold_residuals, calib_seed=calib_seed)  # fmt: skip
     click.echo(run(config).table())
 
 

@@ -60,6 +60,7 @@ class QuantizeConfig:
     qat_target: str = "float"  # QAT fine-tuning targets: the float model's outputs (distillation) or "hr" patches
     learning_rate: float = 5e-5  # QAT fine-tuning: Adam, constant
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
+    calib_seed: int = 0  # which patches are drawn (E-RFDN PTQ: 0.264-0.295 dB over three draws)
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -114,6 +115,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
                         ("--calib-count", config.calib_count), ("--patch", config.patch)):  # fmt: skip
         if value < 1:
             raise TfsrError(f"{name} must be at least 1, not {value}")
+    if config.calib_seed < 0:
+        raise TfsrError(f"--calib-seed must be at least 0, not {config.calib_seed}")
     if not 0.0 < config.learning_rate < 1.0:
         raise TfsrError(f"--lr must be between 0 and 1 (exclusive), not {config.learning_rate}")
     if not 0.0 <= config.equalize <= 1.0:
@@ -219,8 +222,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
 
         model = edgetpu_rewrite(model)
     patch = input_hw or (config.patch, config.patch)  # a fixed-shape graph calibrates on its own shape
-    log(f"sampling {config.calib_count} LR/HR patch pairs ({patch[1]}x{patch[0]} LR) from {calib_dir}")
-    pairs = patch_pairs(calib_dir, config.calib_count, patch, scale)
+    log(f"sampling {config.calib_count} LR/HR patch pairs ({patch[1]}x{patch[0]} LR) from {calib_dir}, seed {config.calib_seed}")
+    pairs = patch_pairs(calib_dir, config.calib_count, patch, scale, seed=config.calib_seed)
     steps = config.epochs * config.steps
     sparsity = None
     if config.prune:

@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     stock_bytes = None
     if "ptq" in args.steps or "latency" in args.steps:
         stock_bytes = convert(model, stock, representative)
-        measure("ptq stock (200 patches 48x48, per-channel, uint8 I/O)", stock_bytes)
+        measure(f"ptq stock ({len(calib.lr)} patches 48x48, per-channel, uint8 I/O)", stock_bytes)
 
     if "per-layer" in args.steps:
         from tfsr.quantization.debug import layer_errors

@@ -6,7 +6,7 @@ channel equalization (``tfsr.quantization.equalize``) must give them one gain ac
 the chain's widest tensor caps it. Folded, each sum is a conv output of its own that equalization can scale
 freely, and each fold removes one int8 tensor (the conv's output) and one ADD from the graph. E-RFDN's 12 shallow
 residual blocks, default PTQ of the official weights, Set5 x4 over three draws of calibration patches: 31.8214 ->
-31.8806 dB on average, and the spread between draws narrows from 0.09 to 0.03 dB (README).
+31.8806 dB on average, and the spread between draws narrows from 0.09 to 0.03 dB (docs/quantization-benchmarks.md).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ simulation rounds each layer's output to int8 (per tensor or per channel, MSE-op
 calibration patches as ``tfsr.quantization.ranges``) and each conv kernel to int8 per output channel, and runs the
 next layer on the rounded values. Ops that keep their input's scale in TFLite (max-pool, pixel shuffle, the output
 clip) are not rounded again; a sigmoid's output takes TFLite's fixed 1/256 step. Per tensor, it lands within a
-few hundredths of a dB of the real int8 model (E-RFDN: README).
+few hundredths of a dB of the real int8 model (E-RFDN: docs/quantization-benchmarks.md).
 """
 from __future__ import annotations
 
