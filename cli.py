@@ -171,6 +171,9 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--calib-data", default=None, help="Image folder for calibration/fine-tuning (default ../shared/data/train291).")
 @click.option("--calib-count", type=int, default=None,
               help="Calibration (and fine-tuning) patches.  [default: 200; 1000 with --method qat]")
+@click.option("--train-data", default=None,
+              help="QAT/pruning: fine-tune on the training pipeline's patch stream of this source (as train's --data: "
+                   "div2k, an image folder, tfds:div2k) instead of --calib-count patches of --calib-data.")
 @click.option("--calib-seed", type=int, default=0, show_default=True,
               help="Which calibration patches are drawn: another seed, another sample of --calib-data.")
 @click.option("--patch", type=int, default=48, show_default=True, help="LR patch size for calibration and fine-tuning.")
@@ -199,15 +202,16 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
-def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, calib_seed, patch, epochs, steps,
-             batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize):  # fmt: skip
+def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, train_data, calib_seed, patch, epochs,
+             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
                             concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr,
-                            fold_residuals=fold_residuals, calib_seed=calib_seed)  # fmt: skip
+                            fold_residuals=fold_residuals, calib_seed=calib_seed,
+                            train_data=train_data)  # fmt: skip
     click.echo(run(config).table())
 
 

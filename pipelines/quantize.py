@@ -61,6 +61,7 @@ class QuantizeConfig:
     learning_rate: float = 5e-5  # QAT fine-tuning: Adam, constant
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
     calib_seed: int = 0  # which patches are drawn (E-RFDN PTQ: 0.264-0.295 dB over three draws)
+    train_data: str | None = None  # QAT/pruning: fine-tune on the training pipeline's stream of this --data source
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -125,9 +126,14 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
         raise TfsrError("--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch")
     if config.method == "ptq16x8" and config.target == "edgetpu":
         raise TfsrError("--method ptq16x8 makes int16 activations, which the Edge TPU does not run: use ptq or qat")
+    if config.train_data and config.method != "qat" and not config.prune:
+        raise TfsrError("--train-data is what QAT and pruning fine-tune on: add --method qat or --prune SPARSITY")
     hw = parse_size(config.input_size) if config.input_size else None
     if config.target == "edgetpu" and hw is None:
         hw = EDGETPU_DEFAULT_HW  # the Edge TPU needs a static shape
+    if config.train_data and hw and hw[0] != hw[1]:
+        raise TfsrError(f"--train-data streams square patches, which a {hw[0]}x{hw[1]} model cannot take: "
+                        f"use a square --input-size, or fine-tune on --calib-data patches")  # fmt: skip
     return hw
 
 
@@ -148,6 +154,18 @@ def prepared_for_int8(model, patches, fold: bool = True, strength: float = 1.0, 
         equalization = {"strength": strength, "channel_classes": plan.classes, "largest_gain": plan.largest_gain}
         log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
     return model, folded, equalization
+
+
+def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log):
+    """The training pipeline's patch stream of ``--train-data`` (random crops, flips and rotations of decoded,
+    cached images), in batches of ``--batch-size``; and its description."""
+    from pipelines.train import training_pairs
+    from tfsr.data.patches import PatchConfig, patch_dataset
+    from tfsr.data.sources import SkipLog
+
+    decoded, described = training_pairs(config.train_data, scale, lr_patch, SkipLog(warn=log), log)
+    log(f"fine-tuning on patches streamed from {described}")
+    return patch_dataset(decoded, scale, PatchConfig(lr_patch, config.batch, seed=config.calib_seed)), described
 
 
 def with_output_clip(model):
@@ -225,15 +243,21 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     log(f"sampling {config.calib_count} LR/HR patch pairs ({patch[1]}x{patch[0]} LR) from {calib_dir}, seed {config.calib_seed}")
     pairs = patch_pairs(calib_dir, config.calib_count, patch, scale, seed=config.calib_seed)
     steps = config.epochs * config.steps
+    stream = streamed_from = None
+    if config.train_data and (config.method == "qat" or config.prune):
+        stream, streamed_from = fine_tuning_stream(config, scale, patch[0], log)
+    fine_tuning_log = out.with_name(out.stem + "_fine_tuning.csv")
     sparsity = None
     if config.prune:
         from tfsr.quantization.pruning import kernel_sparsity, prune
 
-        model = prune(model, pairs, config.prune, steps, config.batch, log=log)
+        model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
+                      csv_log=fine_tuning_log)  # fmt: skip
     folded = equalization = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
     if config.method == "qat":
+        from tfsr.keras import keras
         from tfsr.quantization.configs import quantize_model
         from tfsr.quantization.qat import (TARGET_LOSSES, calibrate_ranges, copy_float_weights, distillation_pairs,
                                            fine_tune, mse_ranges)  # fmt: skip
@@ -243,11 +267,16 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
         if config.ranges == "mse":
             log(f"MSE-optimal ranges for {mse_ranges(qmodel, pairs.lr)} activations, kept while fine-tuning")
-        targets = distillation_pairs(model, pairs.lr) if config.qat_target == "float" else pairs
+        towards_float = config.qat_target == "float"
+        if stream is not None:  # streamed: the float model's outputs are computed batch by batch
+            data, teacher = stream, model if towards_float else None
+        else:  # a fixed set of patches: the float model's outputs are computed once
+            data, teacher = distillation_pairs(model, pairs.lr) if towards_float else pairs, None
         loss = TARGET_LOSSES[config.qat_target]
-        log(f"fine-tuning towards the {'float model' if config.qat_target == 'float' else 'HR patches'} ({loss.upper()})")
-        fine_tune(qmodel, targets, steps, config.batch, config.learning_rate, log=log,
-                  freeze_ranges=config.ranges == "mse", loss=loss)  # fmt: skip
+        log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
+        fine_tune(qmodel, data, steps, config.batch, config.learning_rate, log=log, teacher=teacher,
+                  freeze_ranges=config.ranges == "mse", loss=loss,
+                  callbacks=[keras.callbacks.CSVLogger(str(fine_tuning_log))])  # fmt: skip
         copy_float_weights(qmodel, model)  # float scores below are of the fine-tuned weights
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
@@ -316,6 +345,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
             "int8 tflite": {"raw": len(int8_bytes), "gzip": tflite.gzip_size(int8_bytes)},
         },
         "kernel_sparsity": sparsity,
+        "fine_tuning": {"steps": steps, "batch": config.batch, "data": streamed_from or f"{len(pairs.lr)} patches of {calib_dir}",
+                        "log": str(fine_tuning_log)} if fine_tuned else None,
         "folded_residuals": folded,
         "equalization": equalization,
         "activation_ranges": ranges,

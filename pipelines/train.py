@@ -93,29 +93,39 @@ def _resolved(config: TrainConfig, recipe) -> dict:
     }
 
 
-def _data_root(config: TrainConfig) -> Path:
+def _data_root(data_root: str | None) -> Path:
     from tfsr.data.benchmark import DEFAULT_DATA_ROOT_ENV
 
-    return Path(config.data_root or os.environ.get(DEFAULT_DATA_ROOT_ENV) or "data")
+    return Path(data_root or os.environ.get(DEFAULT_DATA_ROOT_ENV) or "data")
 
 
-def _training_pairs(config: TrainConfig, lr_patch: int, skips, log):
-    """(decoded pairs dataset, description) for --data."""
+def training_pairs(data: str, scale: int, lr_patch: int, skips, log, data_root: str | None = None,
+                   lr_cache: str | None = None):  # fmt: skip
+    """(decoded pairs dataset, description) for a ``--data`` value: "div2k" (downloaded when absent), a folder,
+    or "tfds:NAME". Also what ``quantize --train-data`` fine-tunes on."""
     from tfsr.data.patches import decoded_pairs
     from tfsr.data.sources import find_source
+    from tfsr.keras import tf
 
-    if config.data.startswith("tfds:"):
+    if data.startswith("tfds:"):
         from tfsr.data.tfds_source import tfds_pairs
 
-        return tfds_pairs(config.data[len("tfds:"):], config.scale, lr_patch)
-    if config.data == "div2k":
-        from tfsr.data.download import ensure_div2k
-
-        root = ensure_div2k(_data_root(config) / "DIV2K", config.scale, log=log)
+        pairs, described = tfds_pairs(data[len("tfds:"):], scale, lr_patch)
     else:
-        root = Path(config.data)
-    source = find_source(root, config.scale, lr_cache=config.lr_cache)
-    return decoded_pairs(source, lr_patch, skips), source.describe()
+        if data == "div2k":
+            from tfsr.data.download import ensure_div2k
+
+            root = ensure_div2k(_data_root(data_root) / "DIV2K", scale, log=log)
+        else:
+            root = Path(data)
+        source = find_source(root, scale, lr_cache=lr_cache)
+        pairs, described = decoded_pairs(source, lr_patch, skips), source.describe()
+    try:
+        next(iter(pairs.take(1)))  # fails fast when no file is usable (not through the cache: it would warn)
+    except (StopIteration, tf.errors.OutOfRangeError):
+        raise TfsrError(f"no usable training image in {described}: {len(skips.skipped)} skipped "
+                        f"(each needs an HR side of at least {lr_patch * scale} pixels)") from None  # fmt: skip
+    return pairs, described
 
 
 def _validation_set(config: TrainConfig):
@@ -125,7 +135,7 @@ def _validation_set(config: TrainConfig):
         return None
     if config.val_data:
         return load_benchmark(resolve_data(config.val_data, config.data_root), config.scale)
-    folder = Path(DEFAULT_VAL[0]) if Path(DEFAULT_VAL[0]).is_dir() else _data_root(config) / DEFAULT_VAL[1]
+    folder = Path(DEFAULT_VAL[0]) if Path(DEFAULT_VAL[0]).is_dir() else _data_root(config.data_root) / DEFAULT_VAL[1]
     return load_benchmark(folder, config.scale) if folder.is_dir() else None
 
 
@@ -212,15 +222,9 @@ def run(config: TrainConfig, log=lambda msg: print(msg, file=sys.stderr)) -> Tra
     get_loss(settings["loss"])
     chief = is_chief()
     skips = SkipLog(warn=log)
-    pairs, described = _training_pairs(config, settings["lr_patch"], skips, log)
+    pairs, described = training_pairs(config.data, config.scale, settings["lr_patch"], skips, log, config.data_root,
+                                       config.lr_cache)  # fmt: skip
     bench = _validation_set(config)
-    try:
-        next(iter(pairs.take(1)))  # fails fast when no file is usable (not through the cache: it would warn)
-    except (StopIteration, tf.errors.OutOfRangeError):
-        raise TfsrError(
-            f"no usable training image in {described}: {len(skips.skipped)} skipped "
-            f"(each needs an HR side of at least {settings['hr_patch']} pixels)"
-        ) from None
     out = _prepare_out(config)  # only once the data is known to be usable: a failed start leaves no folder
     if cb.backed_up_step(out / "backup") is not None:
         _check_resumable(out, settings)

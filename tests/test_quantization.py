@@ -87,6 +87,38 @@ def test_fine_tuning_takes_l2_and_a_cosine_learning_rate(pairs):
         fine_tune(qmodel, pairs, steps=1, loss="huber")
 
 
+def test_distillation_fine_tunes_towards_the_teacher_on_a_stream_of_batches(pairs):
+    from tfsr.quantization.qat import distillation_pairs, pairs_dataset
+
+    teacher = tiny_sr(2, seed=1)
+    student = tiny_sr(2, seed=2)  # another function: far from the teacher
+    stream = pairs_dataset(pairs, 4).map(lambda lr, hr: (lr, tf.zeros_like(hr)))  # targets that must be ignored
+
+    def distance():
+        return float(np.mean((student.predict(pairs.lr, verbose=0) - teacher.predict(pairs.lr, verbose=0)) ** 2))
+
+    before = distance()
+    losses = fine_tune(student, stream, steps=20, learning_rate=1e-3, log=lambda m: None, loss="l2", teacher=teacher)
+    assert len(losses) == 10 and losses[-1] < losses[0]
+    assert distance() < 0.8 * before  # towards the teacher, not towards the zero targets
+    # precomputed targets (what quantize does with a fixed patch set) give the same first loss as the stream
+    first = fine_tune(tiny_sr(2, seed=2), distillation_pairs(teacher, pairs.lr), steps=1, batch=16, log=lambda m: None,
+                      loss="l2")  # fmt: skip
+    streamed = fine_tune(tiny_sr(2, seed=2), pairs_dataset(pairs, 16), steps=1, log=lambda m: None, loss="l2",
+                         teacher=teacher)  # fmt: skip
+    assert first[0] == pytest.approx(streamed[0], rel=1e-4)
+
+
+def test_fine_tuning_stops_on_a_non_finite_loss(pairs):
+    from tfsr.errors import TfsrError
+    from tfsr.quantization.qat import FineTuningDiverged
+
+    broken = PatchPairs(pairs.lr, np.full_like(pairs.hr, np.nan))
+    with pytest.raises(FineTuningDiverged, match="the loss became NaN or infinite at step 1: lower --lr") as caught:
+        fine_tune(tiny_sr(2), broken, steps=5, batch=4, log=lambda m: None)
+    assert isinstance(caught.value, TfsrError) and caught.value.step == 1
+
+
 def test_range_calibration_converges_and_qat_export_matches(pairs):
     model = tiny_sr(2)
     qmodel = configs.quantize_model(model)

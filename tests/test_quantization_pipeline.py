@@ -1,6 +1,7 @@
 """`cli.py quantize` end to end on a tiny model: outputs, report, option errors, and SIGKILL safety."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -123,6 +124,8 @@ def test_quantize_requantizes_concat_inputs_and_strict_names_the_option(workspac
         (["--steps", "0"], "--steps must be at least 1"),
         (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
         (["--calib-seed", "-1"], "--calib-seed must be at least 0, not -1"),
+        (["--train-data", "imgs"], "--train-data is what QAT and pruning fine-tune on: add --method qat or --prune SPARSITY"),
+        (["--method", "qat", "--train-data", "imgs", "--input-size", "16x24"], "--train-data streams square patches"),
         (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
         (["--concat-scales", "mixed"], "Invalid value for '--concat-scales'"),
         (["--method", "qat", "--ranges", "minmax"], "--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch"),
@@ -222,3 +225,22 @@ def test_calib_seed_draws_other_patches_and_the_same_seed_the_same_model(workspa
         models[run] = out.read_bytes()
     assert models[0] == models[1]  # one seed, one int8 model: a quantization run is reproducible
     assert models[2] != models[0]  # another draw calibrates other ranges
+
+
+@pytest.mark.parametrize("fine_tuning", [["--method", "qat"], ["--prune", "0.5"]])
+def test_fine_tuning_streams_the_training_pipelines_patches(workspace, monkeypatch, fine_tuning):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    monkeypatch.setenv("TFSR_CACHE", str(tmp_path / "lr_cache"))  # the folder's bicubic LR images land here
+    tiny_sr(2, width=16).save(tmp_path / "tiny.keras")  # a body conv big enough to prune
+    args = quantize_args(tmp_path, calib, data, *fine_tuning, "--train-data", str(calib), "--steps", "4", "--batch-size", "4")
+    result = CliRunner().invoke(cli, ["quantize", *args])
+    assert result.exit_code == 0, result.output
+    assert "fine-tuning on patches streamed from" in result.output and str(calib) in result.output
+    report = json.loads((tmp_path / "tiny_int8.json").read_text())
+    assert report["fine_tuning"]["steps"] == 4 and str(calib) in report["fine_tuning"]["data"]
+    with open(report["fine_tuning"]["log"]) as log:
+        rows = list(csv.DictReader(log))
+    assert len(rows) == 4 and all(np.isfinite(float(row["loss"])) for row in rows)  # one row per logged step
+    assert report["audit"]["problems"] == []

@@ -7,6 +7,7 @@ output convolutions hold almost nothing to save and everything to lose. Pruning-
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable
 
 import tensorflow_model_optimization as tfmot
@@ -14,7 +15,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry imp
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
 from tfsr.errors import TfsrError
-from tfsr.keras import keras
+from tfsr.keras import keras, tf
 from tfsr.quantization.data import PatchPairs
 from tfsr.quantization.qat import fine_tune
 
@@ -31,9 +32,10 @@ def _prunable(layer) -> bool:
     return PruneRegistry.supports(layer) and bool(layer.weights) and layer.weights[0].shape.num_elements() >= MIN_PRUNED_WEIGHTS
 
 
-def prune(model: keras.Model, pairs: PatchPairs, sparsity: float, steps: int, batch: int = 16,
-          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> keras.Model:  # fmt: skip
-    """Fine-tune ``steps`` Adam/L1 steps while pruning to ``sparsity``; returns the stripped (plain) model."""
+def prune(model: keras.Model, data: PatchPairs | tf.data.Dataset, sparsity: float, steps: int, batch: int = 16,
+          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), csv_log: str | Path | None = None) -> keras.Model:  # fmt: skip
+    """Fine-tune ``steps`` Adam/L1 steps towards the HR patches of ``data`` (see ``qat.fine_tune``) while pruning
+    to ``sparsity``, the loss of each logged step in ``csv_log``; returns the stripped (plain) model."""
     check_sparsity(sparsity)
     end = max(1, int(steps * 0.75))  # the last quarter trains at the final sparsity
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end, frequency=max(1, end // 10))
@@ -46,8 +48,8 @@ def prune(model: keras.Model, pairs: PatchPairs, sparsity: float, steps: int, ba
     for old, new in zip(model.layers, pruned.layers):
         (new.layer if isinstance(new, PruneLowMagnitude) else new).set_weights(old.get_weights())
     log(f"pruning to {sparsity:.0%} over {steps} steps ({sum(map(_prunable, model.layers))} conv layers)")
-    fine_tune(pruned, pairs, steps, batch=batch, learning_rate=1e-4, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-              log=log)  # fmt: skip
+    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()] + ([keras.callbacks.CSVLogger(str(csv_log))] if csv_log else [])
+    fine_tune(pruned, data, steps, batch=batch, learning_rate=1e-4, callbacks=callbacks, log=log)
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
+from tfsr.errors import TfsrError
 from tfsr.keras import keras, tf
 from tfsr.quantization.data import PatchPairs
 
@@ -117,27 +118,68 @@ LOSSES = {"l1": "mean_absolute_error", "l2": "mean_squared_error"}
 TARGET_LOSSES = {"float": "l2", "hr": "l1"}
 
 
-def fine_tune(qmodel, pairs: PatchPairs, steps: int, batch: int = 16, learning_rate: float = 1e-5,
-              seed: int = 0, callbacks=(), log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-              freeze_ranges: bool = False, loss: str = "l1", cosine: bool = False) -> list[float]:  # fmt: skip
-    """``steps`` Adam steps on ``loss`` (LOSSES) over random batches of ``pairs``; returns the loss per logged
-    step. ``cosine``: the learning rate decays from ``learning_rate`` to 0 over the steps. ``freeze_ranges``:
-    the activation ranges stay as they are (set by :func:`mse_ranges`) instead of following tfmot's moving
-    averages of each batch's min/max, which drift towards ranges that clip nothing."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {tuple(LOSSES)}, not {loss!r}")
-    rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if cosine else learning_rate
-    qmodel.compile(optimizer=keras.optimizers.Adam(rate), loss=LOSSES[loss])
-    data = (
+def pairs_dataset(pairs: PatchPairs, batch: int, seed: int = 0) -> tf.data.Dataset:
+    """Endless random batches of in-memory (LR, target) pairs."""
+    return (
         tf.data.Dataset.from_tensor_slices((pairs.lr, pairs.hr))
         .shuffle(len(pairs.lr), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(min(batch, len(pairs.lr)), drop_remainder=True)
     )
+
+
+class Distillation(keras.Model):
+    """Trains ``student`` towards ``teacher``'s outputs on the LR images of each batch (the batch's targets are
+    ignored): distillation for streamed patches, whose float outputs cannot be computed ahead."""
+
+    def __init__(self, student, teacher):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        lr = data[0]
+        target = self.teacher(lr, training=False)
+        with tf.GradientTape() as tape:
+            loss = self.compiled_loss(target, self.student(lr, training=True), regularization_losses=self.student.losses)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss": loss}
+
+
+class FineTuningDiverged(TfsrError):
+    def __init__(self, step: int):
+        super().__init__(f"fine-tuning stopped: the loss became NaN or infinite at step {step}: lower --lr or check "
+                         f"the fine-tuning images")  # fmt: skip
+        self.step = step
+
+
+def fine_tune(qmodel, data: PatchPairs | tf.data.Dataset, steps: int, batch: int = 16, learning_rate: float = 1e-5,
+              seed: int = 0, callbacks=(), log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+              freeze_ranges: bool = False, loss: str = "l1", cosine: bool = False, teacher=None) -> list[float]:  # fmt: skip
+    """``steps`` Adam steps on ``loss`` (LOSSES); returns the loss per logged step. ``data``: in-memory pairs
+    (random batches of ``batch``) or a dataset of (LR, target) batches, e.g. the training pipeline's stream;
+    with ``teacher``, the targets are ``teacher``'s outputs instead. ``cosine``: the learning rate decays from
+    ``learning_rate`` to 0 over the steps. ``freeze_ranges``: the activation ranges stay as they are (set by
+    :func:`mse_ranges`) instead of following tfmot's moving averages of each batch's min/max, which drift
+    towards ranges that clip nothing. Raises :class:`FineTuningDiverged` on a NaN or infinite loss."""
+    from tfsr.training.callbacks import StopOnNonFiniteLoss
+
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, not {loss!r}")
+    rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if cosine else learning_rate
+    trained = qmodel if teacher is None else Distillation(qmodel, teacher)
+    trained.compile(optimizer=keras.optimizers.Adam(rate), loss=LOSSES[loss])
+    dataset = pairs_dataset(data, batch, seed) if isinstance(data, PatchPairs) else data
     every = max(1, steps // 10)
+    diverged = StopOnNonFiniteLoss()
     with fast_range_ema(1.0) if freeze_ranges else contextlib.nullcontext():  # in effect when fit traces the step
-        history = qmodel.fit(data, steps_per_epoch=every, epochs=-(-steps // every), verbose=0,
-                             callbacks=[*callbacks, _ProgressLog(every, steps, loss.upper(), log)])  # fmt: skip
+        history = trained.fit(dataset, steps_per_epoch=every, epochs=-(-steps // every), verbose=0,
+                              callbacks=[*callbacks, diverged, _ProgressLog(every, steps, loss.upper(), log)])  # fmt: skip
+    if diverged.stopped_at_step is not None:
+        raise FineTuningDiverged(diverged.stopped_at_step)
     return [float(v) for v in history.history["loss"]]
 
 
