@@ -6,6 +6,8 @@ Y-PSNR / Y-SSIM of the float Keras model, the float TFLite model and the int8 TF
 """
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -168,6 +170,37 @@ def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log):
     return patch_dataset(decoded, scale, PatchConfig(lr_patch, config.batch, seed=config.calib_seed)), described
 
 
+FINE_TUNING_OPTIONS_FILE = "options.json"
+NOT_FINE_TUNING = ("data", "io", "strict", "threads", "concat_scales")  # options that do not change fine-tuning
+
+
+def backup_folder(out: Path, kind: str) -> Path:
+    return out.with_name(f"{out.stem}_{kind}_backup")
+
+
+def fine_tuning_backup(out: Path, config: QuantizeConfig, kind: str, log) -> Path:
+    """The backup folder of one fine-tuning (``kind``: "prune" or "qat") next to ``out``. A folder left by a
+    killed run of the same options is resumed; one of other options is refused (its steps would not fit)."""
+    from tfsr.training.callbacks import backed_up_step
+
+    folder = backup_folder(out, kind)
+    options = {k: v for k, v in asdict(config).items() if k not in NOT_FINE_TUNING}
+    step = backed_up_step(folder)
+    if step is not None:
+        try:
+            before = json.loads((folder / FINE_TUNING_OPTIONS_FILE).read_text())
+        except (OSError, ValueError):
+            before = {}
+        changed = [k for k in options if before.get(k) != options[k]]
+        if changed:
+            raise TfsrError(f"{folder} holds the backup of a fine-tuning with other options ({', '.join(changed)}): "
+                            f"rerun with the same options to resume it, or delete that folder to start over")  # fmt: skip
+        log(f"resuming {kind} fine-tuning from the backup at step {step} ({folder})")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / FINE_TUNING_OPTIONS_FILE, options)
+    return folder
+
+
 def with_output_clip(model):
     """The model with its output clipped to [0, 255] inside the graph (unless it already ends with that clip)."""
     from tfsr.keras import keras
@@ -230,6 +263,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
 
     from tfsr import tflite
     from tfsr.quantization.data import patch_pairs
+    from tfsr.training.callbacks import backed_up_step
 
     started = time.time()
     model = with_output_clip(load_keras_model(model_path))
@@ -247,12 +281,16 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     if config.train_data and (config.method == "qat" or config.prune):
         stream, streamed_from = fine_tuning_stream(config, scale, patch[0], log)
     fine_tuning_log = out.with_name(out.stem + "_fine_tuning.csv")
+    if not any(backed_up_step(backup_folder(out, kind)) is not None for kind in ("prune", "qat")):
+        fine_tuning_log.unlink(missing_ok=True)  # a fresh run starts a fresh log, a resumed one continues it
     sparsity = None
     if config.prune:
         from tfsr.quantization.pruning import kernel_sparsity, prune
 
+        backup = fine_tuning_backup(out, config, "prune", log)
         model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
-                      csv_log=fine_tuning_log)  # fmt: skip
+                      csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
+        shutil.rmtree(backup)
     folded = equalization = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
@@ -274,9 +312,11 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
             data, teacher = distillation_pairs(model, pairs.lr) if towards_float else pairs, None
         loss = TARGET_LOSSES[config.qat_target]
         log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
+        backup = fine_tuning_backup(out, config, "qat", log)
         fine_tune(qmodel, data, steps, config.batch, config.learning_rate, log=log, teacher=teacher,
-                  freeze_ranges=config.ranges == "mse", loss=loss,
-                  callbacks=[keras.callbacks.CSVLogger(str(fine_tuning_log))])  # fmt: skip
+                  freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
+                  callbacks=[keras.callbacks.CSVLogger(str(fine_tuning_log), append=True)])  # fmt: skip
+        shutil.rmtree(backup)
         copy_float_weights(qmodel, model)  # float scores below are of the fine-tuned weights
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.

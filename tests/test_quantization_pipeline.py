@@ -244,3 +244,37 @@ def test_fine_tuning_streams_the_training_pipelines_patches(workspace, monkeypat
         rows = list(csv.DictReader(log))
     assert len(rows) == 4 and all(np.isfinite(float(row["loss"])) for row in rows)  # one row per logged step
     assert report["audit"]["problems"] == []
+
+
+def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace):
+    from cli import cli
+    from tfsr.training.callbacks import backed_up_step
+
+    tmp_path, calib, data = workspace
+    args = quantize_args(tmp_path, calib, data, "--method", "qat", "--steps", "1000", "--batch-size", "4")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "quantize", *args],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+    deadline = time.time() + 300
+    for line in proc.stderr:  # kill it once a few hundred steps are backed up
+        if line.startswith("fine-tuning step 300/1000") or time.time() > deadline:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    backup = tmp_path / "tiny_int8_qat_backup"
+    step = backed_up_step(backup)
+    assert step is not None and 300 <= step < 1000
+    assert not (tmp_path / "tiny_int8.tflite").exists()
+
+    other = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "qat", "--steps", "900",
+                                                                "--batch-size", "4")])  # fmt: skip
+    assert other.exit_code == 2
+    assert f"{backup} holds the backup of a fine-tuning with other options (steps)" in other.output
+
+    resumed = CliRunner().invoke(cli, ["quantize", *args])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming qat fine-tuning from the backup at step {step}" in resumed.output
+    assert "fine-tuning step 1000/1000" in resumed.output and "fine-tuning step 100/1000" not in resumed.output
+    assert not backup.exists()
+    with open(tmp_path / "tiny_int8_fine_tuning.csv") as log:
+        logged = [int(row["epoch"]) for row in csv.DictReader(log)]
+    assert logged[-1] == 9 and set(logged) == set(range(10))  # the killed run's steps, then the resumed ones

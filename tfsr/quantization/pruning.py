@@ -33,9 +33,11 @@ def _prunable(layer) -> bool:
 
 
 def prune(model: keras.Model, data: PatchPairs | tf.data.Dataset, sparsity: float, steps: int, batch: int = 16,
-          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), csv_log: str | Path | None = None) -> keras.Model:  # fmt: skip
-    """Fine-tune ``steps`` Adam/L1 steps towards the HR patches of ``data`` (see ``qat.fine_tune``) while pruning
-    to ``sparsity``, the loss of each logged step in ``csv_log``; returns the stripped (plain) model."""
+          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), csv_log: str | Path | None = None,
+          backup_dir: str | Path | None = None) -> keras.Model:  # fmt: skip
+    """Fine-tune ``steps`` Adam/L1 steps towards the HR patches of ``data`` while pruning to ``sparsity``, the
+    loss of each logged step in ``csv_log``, backed up to (and resumed from) ``backup_dir`` (see
+    ``qat.fine_tune``); returns the stripped (plain) model."""
     check_sparsity(sparsity)
     end = max(1, int(steps * 0.75))  # the last quarter trains at the final sparsity
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end, frequency=max(1, end // 10))
@@ -48,8 +50,9 @@ def prune(model: keras.Model, data: PatchPairs | tf.data.Dataset, sparsity: floa
     for old, new in zip(model.layers, pruned.layers):
         (new.layer if isinstance(new, PruneLowMagnitude) else new).set_weights(old.get_weights())
     log(f"pruning to {sparsity:.0%} over {steps} steps ({sum(map(_prunable, model.layers))} conv layers)")
-    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()] + ([keras.callbacks.CSVLogger(str(csv_log))] if csv_log else [])
-    fine_tune(pruned, data, steps, batch=batch, learning_rate=1e-4, callbacks=callbacks, log=log)
+    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
+    callbacks += [keras.callbacks.CSVLogger(str(csv_log), append=True)] if csv_log else []
+    fine_tune(pruned, data, steps, batch=batch, learning_rate=1e-4, callbacks=callbacks, log=log, backup_dir=backup_dir)
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 

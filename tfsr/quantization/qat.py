@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -158,14 +159,17 @@ class FineTuningDiverged(TfsrError):
 
 def fine_tune(qmodel, data: PatchPairs | tf.data.Dataset, steps: int, batch: int = 16, learning_rate: float = 1e-5,
               seed: int = 0, callbacks=(), log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-              freeze_ranges: bool = False, loss: str = "l1", cosine: bool = False, teacher=None) -> list[float]:  # fmt: skip
+              freeze_ranges: bool = False, loss: str = "l1", cosine: bool = False, teacher=None,
+              backup_dir: str | Path | None = None, backup_every: int = 100) -> list[float]:  # fmt: skip
     """``steps`` Adam steps on ``loss`` (LOSSES); returns the loss per logged step. ``data``: in-memory pairs
     (random batches of ``batch``) or a dataset of (LR, target) batches, e.g. the training pipeline's stream;
     with ``teacher``, the targets are ``teacher``'s outputs instead. ``cosine``: the learning rate decays from
     ``learning_rate`` to 0 over the steps. ``freeze_ranges``: the activation ranges stay as they are (set by
     :func:`mse_ranges`) instead of following tfmot's moving averages of each batch's min/max, which drift
-    towards ranges that clip nothing. Raises :class:`FineTuningDiverged` on a NaN or infinite loss."""
-    from tfsr.training.callbacks import StopOnNonFiniteLoss
+    towards ranges that clip nothing. ``backup_dir``: weights, optimizer state and step are backed up there
+    every ``backup_every`` steps, and a call that finds a backup resumes from it (as training does); the backup
+    is removed when the steps are done. Raises :class:`FineTuningDiverged` on a NaN or infinite loss."""
+    from tfsr.training.callbacks import GuardedBackupAndRestore, StopOnNonFiniteLoss
 
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, not {loss!r}")
@@ -175,6 +179,8 @@ def fine_tune(qmodel, data: PatchPairs | tf.data.Dataset, steps: int, batch: int
     dataset = pairs_dataset(data, batch, seed) if isinstance(data, PatchPairs) else data
     every = max(1, steps // 10)
     diverged = StopOnNonFiniteLoss()
+    if backup_dir is not None:
+        callbacks = [*callbacks, GuardedBackupAndRestore(str(backup_dir), save_freq=backup_every, delete_checkpoint=True)]
     with fast_range_ema(1.0) if freeze_ranges else contextlib.nullcontext():  # in effect when fit traces the step
         history = trained.fit(dataset, steps_per_epoch=every, epochs=-(-steps // every), verbose=0,
                               callbacks=[*callbacks, diverged, _ProgressLog(every, steps, loss.upper(), log)])  # fmt: skip
