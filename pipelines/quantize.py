@@ -201,6 +201,35 @@ def fine_tuning_backup(out: Path, config: QuantizeConfig, kind: str, log) -> Pat
     return folder
 
 
+def quantization_aware(model, config: QuantizeConfig, pairs, stream, out: Path, csv_log: Path, log):
+    """The QAT model of ``model``: ranges calibrated (then MSE-optimal), fine-tuned ``config.steps x epochs``
+    steps on ``stream`` (or the fixed ``pairs``); its float weights are copied back into ``model``."""
+    from tfsr.keras import keras
+    from tfsr.quantization.configs import quantize_model
+    from tfsr.quantization.qat import (TARGET_LOSSES, calibrate_ranges, copy_float_weights, distillation_pairs,
+                                       fine_tune, mse_ranges)  # fmt: skip
+
+    qmodel = quantize_model(model, preserve_sparsity=bool(config.prune))
+    calibration = calibrate_ranges(qmodel, pairs.lr[:32])
+    log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
+    if config.ranges == "mse":
+        log(f"MSE-optimal ranges for {mse_ranges(qmodel, pairs.lr)} activations, kept while fine-tuning")
+    towards_float = config.qat_target == "float"
+    if stream is not None:  # streamed: the float model's outputs are computed batch by batch
+        data, teacher = stream, model if towards_float else None
+    else:  # a fixed set of patches: the float model's outputs are computed once
+        data, teacher = distillation_pairs(model, pairs.lr) if towards_float else pairs, None
+    loss = TARGET_LOSSES[config.qat_target]
+    log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
+    backup = fine_tuning_backup(out, config, "qat", log)
+    fine_tune(qmodel, data, config.epochs * config.steps, config.batch, config.learning_rate, log=log, teacher=teacher,
+              freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
+              callbacks=[keras.callbacks.CSVLogger(str(csv_log), append=True)])  # fmt: skip
+    shutil.rmtree(backup)
+    copy_float_weights(qmodel, model)  # float scores are of the fine-tuned weights
+    return qmodel
+
+
 def with_output_clip(model):
     """The model with its output clipped to [0, 255] inside the graph (unless it already ends with that clip)."""
     from tfsr.keras import keras
@@ -295,29 +324,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
     if config.method == "qat":
-        from tfsr.keras import keras
-        from tfsr.quantization.configs import quantize_model
-        from tfsr.quantization.qat import (TARGET_LOSSES, calibrate_ranges, copy_float_weights, distillation_pairs,
-                                           fine_tune, mse_ranges)  # fmt: skip
-
-        qmodel = quantize_model(model, preserve_sparsity=bool(config.prune))
-        calibration = calibrate_ranges(qmodel, pairs.lr[:32])
-        log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
-        if config.ranges == "mse":
-            log(f"MSE-optimal ranges for {mse_ranges(qmodel, pairs.lr)} activations, kept while fine-tuning")
-        towards_float = config.qat_target == "float"
-        if stream is not None:  # streamed: the float model's outputs are computed batch by batch
-            data, teacher = stream, model if towards_float else None
-        else:  # a fixed set of patches: the float model's outputs are computed once
-            data, teacher = distillation_pairs(model, pairs.lr) if towards_float else pairs, None
-        loss = TARGET_LOSSES[config.qat_target]
-        log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
-        backup = fine_tuning_backup(out, config, "qat", log)
-        fine_tune(qmodel, data, steps, config.batch, config.learning_rate, log=log, teacher=teacher,
-                  freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
-                  callbacks=[keras.callbacks.CSVLogger(str(fine_tuning_log), append=True)])  # fmt: skip
-        shutil.rmtree(backup)
-        copy_float_weights(qmodel, model)  # float scores below are of the fine-tuned weights
+        qmodel = quantization_aware(model, config, pairs, stream, out, fine_tuning_log, log)
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
         int8_model, representative = qmodel, list(pairs.lr)
