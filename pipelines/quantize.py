@@ -174,19 +174,34 @@ FINE_TUNING_OPTIONS_FILE = "options.json"
 NOT_FINE_TUNING = ("data", "io", "strict", "threads", "concat_scales")  # options that do not change fine-tuning
 
 
-def backup_folder(out: Path, kind: str) -> Path:
-    return out.with_name(f"{out.stem}_{kind}_backup")
+@dataclass
+class FineTuningBackups:
+    """The backup folder of each fine-tuning a run does ("prune", "qat"), next to its output."""
+
+    folders: dict[str, Path]
+    options: dict
+    resuming: bool  # a killed run of the same options left a backup
+
+    def start(self, kind: str) -> Path:
+        folder = self.folders[kind]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / FINE_TUNING_OPTIONS_FILE, self.options)
+        return folder
 
 
-def fine_tuning_backup(out: Path, config: QuantizeConfig, kind: str, log) -> Path:
-    """The backup folder of one fine-tuning (``kind``: "prune" or "qat") next to ``out``. A folder left by a
-    killed run of the same options is resumed; one of other options is refused (its steps would not fit)."""
+def fine_tuning_backups(out: Path, config: QuantizeConfig, log) -> FineTuningBackups:
+    """Checked before any slow work: a backup left by a killed run of the same options is resumed, one of other
+    options is refused (its steps would not fit)."""
     from tfsr.training.callbacks import backed_up_step
 
-    folder = backup_folder(out, kind)
+    kinds = [kind for kind, used in (("prune", bool(config.prune)), ("qat", config.method == "qat")) if used]
+    folders = {kind: out.with_name(f"{out.stem}_{kind}_backup") for kind in kinds}
     options = {k: v for k, v in asdict(config).items() if k not in NOT_FINE_TUNING}
-    step = backed_up_step(folder)
-    if step is not None:
+    resuming = False
+    for kind, folder in folders.items():
+        step = backed_up_step(folder)
+        if step is None:
+            continue
         try:
             before = json.loads((folder / FINE_TUNING_OPTIONS_FILE).read_text())
         except (OSError, ValueError):
@@ -196,12 +211,11 @@ def fine_tuning_backup(out: Path, config: QuantizeConfig, kind: str, log) -> Pat
             raise TfsrError(f"{folder} holds the backup of a fine-tuning with other options ({', '.join(changed)}): "
                             f"rerun with the same options to resume it, or delete that folder to start over")  # fmt: skip
         log(f"resuming {kind} fine-tuning from the backup at step {step} ({folder})")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / FINE_TUNING_OPTIONS_FILE, options)
-    return folder
+        resuming = True
+    return FineTuningBackups(folders, options, resuming)
 
 
-def quantization_aware(model, config: QuantizeConfig, pairs, stream, out: Path, csv_log: Path, log):
+def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: FineTuningBackups, csv_log: Path, log):
     """The QAT model of ``model``: ranges calibrated (then MSE-optimal), fine-tuned ``config.steps x epochs``
     steps on ``stream`` (or the fixed ``pairs``); its float weights are copied back into ``model``."""
     from tfsr.keras import keras
@@ -221,7 +235,7 @@ def quantization_aware(model, config: QuantizeConfig, pairs, stream, out: Path, 
         data, teacher = distillation_pairs(model, pairs.lr) if towards_float else pairs, None
     loss = TARGET_LOSSES[config.qat_target]
     log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
-    backup = fine_tuning_backup(out, config, "qat", log)
+    backup = backups.start("qat")
     fine_tune(qmodel, data, config.epochs * config.steps, config.batch, config.learning_rate, log=log, teacher=teacher,
               freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
               callbacks=[keras.callbacks.CSVLogger(str(csv_log), append=True)])  # fmt: skip
@@ -289,10 +303,10 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     out = Path(config.out) if config.out else default_out(model_path, config)
     if out.suffix != ".tflite":
         raise TfsrError(f"--out {out} must end in .tflite")
+    backups = fine_tuning_backups(out, config, log)
 
     from tfsr import tflite
     from tfsr.quantization.data import patch_pairs
-    from tfsr.training.callbacks import backed_up_step
 
     started = time.time()
     model = with_output_clip(load_keras_model(model_path))
@@ -310,13 +324,13 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     if config.train_data and (config.method == "qat" or config.prune):
         stream, streamed_from = fine_tuning_stream(config, scale, patch[0], log)
     fine_tuning_log = out.with_name(out.stem + "_fine_tuning.csv")
-    if not any(backed_up_step(backup_folder(out, kind)) is not None for kind in ("prune", "qat")):
+    if not backups.resuming:
         fine_tuning_log.unlink(missing_ok=True)  # a fresh run starts a fresh log, a resumed one continues it
     sparsity = None
     if config.prune:
         from tfsr.quantization.pruning import kernel_sparsity, prune
 
-        backup = fine_tuning_backup(out, config, "prune", log)
+        backup = backups.start("prune")
         model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
                       csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
         shutil.rmtree(backup)
@@ -324,7 +338,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
     if config.method == "qat":
-        qmodel = quantization_aware(model, config, pairs, stream, out, fine_tuning_log, log)
+        qmodel = quantization_aware(model, config, pairs, stream, backups, fine_tuning_log, log)
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
         int8_model, representative = qmodel, list(pairs.lr)
