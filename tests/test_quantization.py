@@ -119,6 +119,30 @@ def test_fine_tuning_stops_on_a_non_finite_loss(pairs):
     assert isinstance(caught.value, TfsrError) and caught.value.step == 1
 
 
+def test_pruning_killed_then_resumed_from_its_backup_reaches_its_sparsity(pairs, tmp_path, monkeypatch):
+    from tfsr.quantization import pruning
+
+    class Killed(Exception):
+        pass
+
+    class KillAtStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 13:
+                raise Killed  # after the backup of step 12 (each logged step, 2 steps here, ends with one)
+
+    fine_tune_once = pruning.fine_tune
+    monkeypatch.setattr(pruning, "fine_tune", lambda *a, callbacks=(), **k: fine_tune_once(*a, callbacks=[*callbacks, KillAtStep()], **k))
+    model, backup = tiny_sr(2, width=16), tmp_path / "backup"
+    with pytest.raises(Killed):
+        pruning.prune(model, pairs, 0.5, steps=20, batch=4, log=lambda m: None, backup_dir=backup)
+    monkeypatch.setattr(pruning, "fine_tune", fine_tune_once)
+    logged = []
+    pruned = pruning.prune(model, pairs, 0.5, steps=20, batch=4, log=logged.append, backup_dir=backup)
+    assert [line.split(":")[0] for line in logged[1:]] == [f"fine-tuning step {s}/20" for s in range(14, 21, 2)]
+    assert abs(pruning.kernel_sparsity(pruned) - 0.5) < 0.02  # the schedule went on from step 12, not from 0
+    assert not (backup / "chief").exists()
+
+
 def test_range_calibration_converges_and_qat_export_matches(pairs):
     model = tiny_sr(2)
     qmodel = configs.quantize_model(model)
