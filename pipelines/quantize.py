@@ -244,6 +244,15 @@ def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: Fi
     return qmodel
 
 
+FLOAT_EXPORTS = ("float32", "float16")
+
+
+def float_export_path(out: Path, mode: str) -> Path:
+    """``model_ptq_generic_int8.tflite`` -> ``model_ptq_generic_float16.tflite``: the same weights in float."""
+    stem = out.stem[: -len("_int8")] if out.stem.endswith("_int8") else out.stem
+    return out.with_name(f"{stem}_{mode}.tflite")
+
+
 def with_output_clip(model):
     """The model with its output clipped to [0, 255] inside the graph (unless it already ends with that clip)."""
     from tfsr.keras import keras
@@ -358,16 +367,19 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
             log(f"own scale for concatenation input {r.tensor}: step {r.own_scale:.3g} instead of {r.concat_scale:.3g}")
     else:
         int8_bytes = tflite.convert(int8_model, int8_options, representative)
-    float_bytes = tflite.convert(model, tflite.ConvertOptions("float32", "float32", input_hw))
+    # float exports for comparison (of the fine-tuned weights after QAT or pruning), float I/O
+    floats = {mode: tflite.convert(model, tflite.ConvertOptions(mode, "float32", input_hw)) for mode in FLOAT_EXPORTS}
     if config.prune:
         sparsity = kernel_sparsity(model)
     audit = tflite.audit_ops(int8_bytes, config.target)
     if config.strict and audit.problems:
         hint = " (--concat-scales shared avoids the int8 -> int8 QUANTIZE ops, at a cost in quality)" if requantized else ""
         raise TfsrError(f"--strict: the {config.target} op audit of {out.name} found: {'; '.join(audit.problems)}{hint}")
-    with atomic_path(out, suffix=".tmp") as tmp:  # a killed run leaves no partial .tflite, the old one intact
-        tmp.write_bytes(int8_bytes)
-    log(f"wrote {out} ({len(int8_bytes):,} bytes)")
+    float_paths = {mode: float_export_path(out, mode) for mode in FLOAT_EXPORTS}
+    for path, data in [(out, int8_bytes)] + [(float_paths[mode], floats[mode]) for mode in FLOAT_EXPORTS]:
+        with atomic_path(path, suffix=".tmp") as tmp:  # a killed run leaves no partial .tflite, the old one intact
+            tmp.write_bytes(data)
+        log(f"wrote {path} ({len(data):,} bytes)")
 
     compiler = None
     if config.target == "edgetpu":
@@ -383,7 +395,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         predictors[BEFORE_FINE_TUNING] = KerasPredictor(with_output_clip(load_keras_model(model_path)), scale, BEFORE_FINE_TUNING)
     predictors |= {
         "float keras": KerasPredictor(model, scale, "float keras"),
-        "float tflite": with_tiling(tflite.TFLitePredictor(float_bytes, "float tflite", scale, config.threads), None),
+        "float tflite": with_tiling(tflite.TFLitePredictor(floats["float32"], "float tflite", scale, config.threads), None),
+        "float16 tflite": with_tiling(tflite.TFLitePredictor(floats["float16"], "float16 tflite", scale, config.threads), None),
         "int8 tflite": with_tiling(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads), None),
     }
     scores = {}
@@ -401,10 +414,9 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         "config": asdict(config),
         "scale": scale,
         "input_hw": list(input_hw) if input_hw else None,
-        "sizes": {
-            "float32 tflite": {"raw": len(float_bytes), "gzip": tflite.gzip_size(float_bytes)},
-            "int8 tflite": {"raw": len(int8_bytes), "gzip": tflite.gzip_size(int8_bytes)},
-        },
+        "float_exports": {mode: str(path) for mode, path in float_paths.items()},
+        "sizes": {f"{kind} tflite": {"raw": len(data), "gzip": tflite.gzip_size(data)}
+                  for kind, data in [*floats.items(), ("int8", int8_bytes)]},  # fmt: skip
         "kernel_sparsity": sparsity,
         "fine_tuning": {"steps": steps, "batch": config.batch, "data": streamed_from or f"{len(pairs.lr)} patches of {calib_dir}",
                         "log": str(fine_tuning_log)} if fine_tuned else None,

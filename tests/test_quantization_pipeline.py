@@ -45,7 +45,15 @@ def test_quantize_ptq_writes_tflite_and_report(workspace):
     assert out.read_bytes()[4:8] == b"TFL3"
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["audit"]["input"]["types"] == ["UINT8"] and report["audit"]["problems"] == []
-    assert set(report["scores"]) == {"float keras", "float tflite", "int8 tflite"}  # no fine-tuning: one float model
+    assert set(report["scores"]) == {"float keras", "float tflite", "float16 tflite", "int8 tflite"}  # no fine-tuning
+    for mode in ("float32", "float16"):  # float exports of the same model, for comparison
+        export = tmp_path / f"tiny_{mode}.tflite"
+        assert report["float_exports"][mode] == str(export) and export.read_bytes()[4:8] == b"TFL3"
+        assert report["sizes"][f"{mode} tflite"]["raw"] == export.stat().st_size
+    assert report["sizes"]["float16 tflite"]["raw"] < report["sizes"]["float32 tflite"]["raw"]  # weights in half the bytes
+    float_db = report["scores"]["float keras"]["Tiny"]["psnr_y"]
+    assert abs(report["scores"]["float tflite"]["Tiny"]["psnr_y"] - float_db) < 0.01
+    assert abs(report["scores"]["float16 tflite"]["Tiny"]["psnr_y"] - float_db) < 0.1
     assert report["drop_from_model_before_fine_tuning_db"] is None
     assert abs(report["drop_db"]["Tiny"]) < 0.2
     assert report["equalization"]["strength"] == 1.0 and report["equalization"]["channel_classes"] > 0  # the default
