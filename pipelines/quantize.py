@@ -158,16 +158,18 @@ def prepared_for_int8(model, patches, fold: bool = True, strength: float = 1.0, 
     return model, folded, equalization
 
 
-def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log):
+def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log, start_step: int = 0):
     """The training pipeline's patch stream of ``--train-data`` (random crops, flips and rotations of decoded,
-    cached images), in batches of ``--batch-size``; and its description."""
+    cached images), in batches of ``--batch-size``, seeded by ``--calib-seed`` and, for a resumed fine-tuning,
+    its ``start_step`` (as a resumed training run: no replay of the first steps' patches); and its description."""
     from pipelines.train import training_pairs
     from tfsr.data.patches import PatchConfig, patch_dataset
     from tfsr.data.sources import SkipLog
 
     decoded, described = training_pairs(config.train_data, scale, lr_patch, SkipLog(warn=log), log)
     log(f"fine-tuning on patches streamed from {described}")
-    return patch_dataset(decoded, scale, PatchConfig(lr_patch, config.batch, seed=config.calib_seed)), described
+    patches = PatchConfig(lr_patch, config.batch, seed=config.calib_seed, start_step=start_step)
+    return patch_dataset(decoded, scale, patches), described
 
 
 FINE_TUNING_OPTIONS_FILE = "options.json"
@@ -180,7 +182,7 @@ class FineTuningBackups:
 
     folders: dict[str, Path]
     options: dict
-    resuming: bool  # a killed run of the same options left a backup
+    resumed_step: int  # the step a killed run of the same options left a backup at (0: none)
 
     def start(self, kind: str) -> Path:
         folder = self.folders[kind]
@@ -197,7 +199,7 @@ def fine_tuning_backups(out: Path, config: QuantizeConfig, log) -> FineTuningBac
     kinds = [kind for kind, used in (("prune", bool(config.prune)), ("qat", config.method == "qat")) if used]
     folders = {kind: out.with_name(f"{out.stem}_{kind}_backup") for kind in kinds}
     options = {k: v for k, v in asdict(config).items() if k not in NOT_FINE_TUNING}
-    resuming = False
+    resumed_step = 0
     for kind, folder in folders.items():
         step = backed_up_step(folder)
         if step is None:
@@ -211,8 +213,8 @@ def fine_tuning_backups(out: Path, config: QuantizeConfig, log) -> FineTuningBac
             raise TfsrError(f"{folder} holds the backup of a fine-tuning with other options ({', '.join(changed)}): "
                             f"rerun with the same options to resume it, or delete that folder to start over")  # fmt: skip
         log(f"resuming {kind} fine-tuning from the backup at step {step} ({folder})")
-        resuming = True
-    return FineTuningBackups(folders, options, resuming)
+        resumed_step = max(resumed_step, step)
+    return FineTuningBackups(folders, options, resumed_step)
 
 
 def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: FineTuningBackups, csv_log: Path, log):
@@ -331,9 +333,9 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     steps = config.epochs * config.steps
     stream = streamed_from = None
     if config.train_data and (config.method == "qat" or config.prune):
-        stream, streamed_from = fine_tuning_stream(config, scale, patch[0], log)
+        stream, streamed_from = fine_tuning_stream(config, scale, patch[0], log, backups.resumed_step)
     fine_tuning_log = out.with_name(out.stem + "_fine_tuning.csv")
-    if not backups.resuming:
+    if not backups.resumed_step:
         fine_tuning_log.unlink(missing_ok=True)  # a fresh run starts a fresh log, a resumed one continues it
     sparsity = None
     if config.prune:
