@@ -6,6 +6,7 @@ Y-PSNR / Y-SSIM of the float Keras model, the float TFLite model and the int8 TF
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -184,11 +185,20 @@ class FineTuningBackups:
     options: dict
     resumed_step: int  # the step a killed run of the same options left a backup at (0: none)
 
-    def start(self, kind: str) -> Path:
+    @contextlib.contextmanager
+    def kept_while(self, kind: str):
+        """The folder for the ``kind`` fine-tuning done inside the block: kept when the run is interrupted (killed,
+        Ctrl-C) to be resumed, removed when the block ends or fails with a TfsrError (a diverged fine-tuning
+        has no state worth resuming)."""
         folder = self.folders[kind]
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / FINE_TUNING_OPTIONS_FILE, self.options)
-        return folder
+        try:
+            yield folder
+        except TfsrError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fine_tuning_backups(out: Path, config: QuantizeConfig, log) -> FineTuningBackups:
@@ -237,11 +247,10 @@ def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: Fi
         data, teacher = distillation_pairs(model, pairs.lr) if towards_float else pairs, None
     loss = TARGET_LOSSES[config.qat_target]
     log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
-    backup = backups.start("qat")
-    fine_tune(qmodel, data, config.epochs * config.steps, config.batch, config.learning_rate, log=log, teacher=teacher,
-              freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
-              callbacks=[keras.callbacks.CSVLogger(str(csv_log), append=True)])  # fmt: skip
-    shutil.rmtree(backup)
+    with backups.kept_while("qat") as backup:
+        fine_tune(qmodel, data, config.epochs * config.steps, config.batch, config.learning_rate, log=log, teacher=teacher,
+                  freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
+                  callbacks=[keras.callbacks.CSVLogger(str(csv_log), append=True)])  # fmt: skip
     copy_float_weights(qmodel, model)  # float scores are of the fine-tuned weights
     return qmodel
 
@@ -341,10 +350,9 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     if config.prune:
         from tfsr.quantization.pruning import kernel_sparsity, prune
 
-        backup = backups.start("prune")
-        model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
-                      csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
-        shutil.rmtree(backup)
+        with backups.kept_while("prune") as backup:
+            model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
+                          csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
     folded = equalization = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)

@@ -286,3 +286,20 @@ def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace)
     with open(tmp_path / "tiny_int8_fine_tuning.csv") as log:
         logged = [int(row["epoch"]) for row in csv.DictReader(log)]
     assert logged[-1] == 9 and set(logged) == set(range(10))  # the killed run's steps, then the resumed ones
+
+
+def test_diverged_fine_tuning_is_one_line_and_leaves_nothing(workspace, monkeypatch):
+    from cli import cli
+    from tfsr.quantization import qat
+
+    def diverging(qmodel, data, steps, *args, backup_dir=None, **kwargs):
+        assert (backup_dir / "options.json").is_file()  # the backup folder exists while fine-tuning runs
+        raise qat.FineTuningDiverged(3)
+
+    monkeypatch.setattr(qat, "fine_tune", diverging)
+    tmp_path, calib, data = workspace
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "qat", "--steps", "5")])
+    assert result.exit_code == 2
+    assert "error: fine-tuning stopped: the loss became NaN or infinite at step 3: lower --lr" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("tiny_int8")) == []  # no model, report or backup
