@@ -119,6 +119,7 @@ def test_fine_tuning_stops_on_a_non_finite_loss(pairs):
     assert isinstance(caught.value, TfsrError) and caught.value.step == 1
 
 
+@pytest.mark.fault
 def test_pruning_killed_then_resumed_from_its_backup_reaches_its_sparsity(pairs, tmp_path, monkeypatch):
     from tfsr.quantization import pruning
 

@@ -254,6 +254,7 @@ def test_fine_tuning_streams_the_training_pipelines_patches(workspace, monkeypat
     assert report["audit"]["problems"] == []
 
 
+@pytest.mark.fault
 def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace):
     from cli import cli
     from tfsr.training.callbacks import backed_up_step
@@ -288,6 +289,7 @@ def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace)
     assert logged[-1] == 9 and set(logged) == set(range(10))  # the killed run's steps, then the resumed ones
 
 
+@pytest.mark.fault
 def test_diverged_fine_tuning_is_one_line_and_leaves_nothing(workspace, monkeypatch):
     from cli import cli
     from tfsr.quantization import qat

@@ -234,7 +234,7 @@ UNCHECKED_TYPE_CASES = [
     ("train", "--backup-every", "0"),
     ("quantize", "--prune", "1.5"), ("quantize", "--input-size", "0x0"), ("quantize", "--calib-count", "0"),
     ("quantize", "--steps", "-1"), ("quantize", "--epochs", "0"), ("quantize", "--equalize", "-0.5"),
-    ("quantize", "--lr", "0"), ("quantize", "--batch-size", "0"),
+    ("quantize", "--lr", "0"), ("quantize", "--batch-size", "0"), ("quantize", "--calib-seed", "-1"),
 ]  # fmt: skip
 
 
