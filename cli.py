@@ -101,8 +101,8 @@ def import_weights(model, checkpoint, scale, out):
 @click.option("--input-size", default="320x180", show_default=True, help="LR input WxH (320x180 at x4 = 1280x720 out).")
 @click.option("--scale", type=SCALE, default=4, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtimes' own).")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["keras", "float32", "int8"]),
-              help="Variants of Keras models to time (repeatable; default all three).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["keras", "float32", "float16", "int8"]),
+              help="Variants of Keras models to time (repeatable; default keras, float32 and int8).")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--data", default=None, help="Score trained models on this set (needed by --plot).")
@@ -113,10 +113,10 @@ def import_weights(model, checkpoint, scale, out):
 def benchmark(models, input_size, scale, threads, kinds, repeats, warmup, data, data_root, json_path, plot_path,
               markdown):
     """Params, multiply-adds, file size and latency of MODELS (registry names, .keras, run folders, .tflite)."""
-    from pipelines.benchmark import KINDS, BenchmarkConfig, run
+    from pipelines.benchmark import DEFAULT_KINDS, BenchmarkConfig, run
     from pipelines.report import parse_size
 
-    config = BenchmarkConfig(list(models), parse_size(input_size, "WxH"), scale, threads, tuple(kinds) or KINDS, repeats,
+    config = BenchmarkConfig(list(models), parse_size(input_size, "WxH"), scale, threads, tuple(kinds) or DEFAULT_KINDS, repeats,
                              warmup, data, data_root, json_path, plot_path, markdown)  # fmt: skip
     click.echo(run(config).table())
 

@@ -22,19 +22,20 @@ def test_input_size_and_latency_helpers():
     assert median_latency_ms(lambda: calls.append(1), 1, 3) >= 0 and len(calls) == 4  # warm-up + 3 timed runs
 
 
-def test_benchmark_registry_model_as_keras_and_int8(tmp_path):
-    result = invoke("benchmark", "slwsr16", "--kind", "keras", "--kind", "int8", "--input-size", "24x16",
-                    "--repeats", 2, "--warmup", 1, "--json", tmp_path / "b.json")  # fmt: skip
+def test_benchmark_registry_model_as_keras_float16_and_int8(tmp_path):
+    result = invoke("benchmark", "slwsr16", "--kind", "keras", "--kind", "int8", "--kind", "float16", "--input-size",
+                    "24x16", "--repeats", 2, "--warmup", 1, "--json", tmp_path / "b.json")  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "b.json").read_text())
     rows = {r["kind"]: r for r in data["rows"]}
-    assert list(rows) == ["keras", "int8"] and data["input_size"] == "24x16"
+    assert list(rows) == ["keras", "float16", "int8"] and data["input_size"] == "24x16"
     for row in rows.values():
         # 143,755 params; 67,956,096 multiply-adds for a 24x16 LR input (tfsr.complexity.count_macs)
         assert row["params"] == 143_755 and row["macs"] == 67_956_096 and row["latency_ms"] > 0
         assert row["psnr_y"] is None  # an architecture without weights has no quality to report
     # int8 stores about a byte per weight, the .keras file four (float32) plus its config
     assert 143_755 < rows["int8"]["file_bytes"] < 2 * 143_755 < 4 * 143_755 < rows["keras"]["file_bytes"]
+    assert 2 * 143_755 < rows["float16"]["file_bytes"] < 3 * 143_755  # two bytes per weight
     assert any(line.split()[:3] == ["slwsr16", "int8", "143,755"] for line in result.stdout.splitlines())
 
 
