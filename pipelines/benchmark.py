@@ -22,7 +22,7 @@ from pipelines.report import format_table, reported_write_errors, write_json
 from tfsr.errors import TfsrError
 
 KINDS = ("keras", "float32", "float16", "int8")
-DEFAULT_KINDS = ("keras", "float32", "int8")  # float16 on request: on CPUs it runs no faster than float32
+DEFAULT_KINDS = ("keras", "float32", "int8")  # float16 on request: measured no faster than float32 on a CPU (README)
 CALIBRATION_PATCHES = 64
 CALIBRATION_PATCH = 48
 
