@@ -21,7 +21,8 @@ import numpy as np
 from pipelines.report import format_table, reported_write_errors, write_json
 from tfsr.errors import TfsrError
 
-KINDS = ("keras", "float32", "float16", "int8")
+TFLITE_KINDS = ("float32", "float16", "int8")  # conversions of a Keras model
+KINDS = ("keras", *TFLITE_KINDS)
 DEFAULT_KINDS = ("keras", "float32", "int8")  # float16 on request: measured no faster than float32 on a CPU (README)
 CALIBRATION_PATCHES = 64
 CALIBRATION_PATCH = 48
@@ -180,7 +181,7 @@ class _Bench:
             latency = median_latency_ms(lambda: serve(x).numpy(), self.config.warmup, self.config.repeats)
             psnr = self.score(KerasPredictor(model, self.config.scale, label), trained)
             self.add(BenchmarkRow(label, "keras", params, macs, size, latency, psnr))
-        for kind in KINDS[1:]:
+        for kind in TFLITE_KINDS:
             if kind in self.config.kinds:
                 self.tflite_from_keras(label, model, kind, params, macs, trained)
 
