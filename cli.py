@@ -202,8 +202,13 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
+@click.option("--weight-rounding", type=click.Choice(["nearest", "reconstruct"]), default="nearest", show_default=True,
+              help="PTQ: int8 weights rounded to the nearest step, or chosen layer by layer on the calibration "
+                   "patches so that each conv reproduces its float output from the int8 network's inputs "
+                   "(GPTQ rounding and bias correction; slower).")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, train_data, calib_seed, patch, epochs,
-             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize):  # fmt: skip
+             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize,
+             weight_rounding):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
@@ -211,7 +216,7 @@ def quantize(model, method, prune, target, input_size, io, calib_data, calib_cou
                             batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
                             concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr,
                             fold_residuals=fold_residuals, calib_seed=calib_seed,
-                            train_data=train_data)  # fmt: skip
+                            train_data=train_data, weight_rounding=weight_rounding)  # fmt: skip
     click.echo(run(config).table())
 
 

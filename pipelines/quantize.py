@@ -31,6 +31,7 @@ TARGETS = ("generic", "edgetpu", "nnapi")
 RANGES = ("mse", "mean-batch", "minmax")
 CONCAT_SCALES = ("own", "shared")
 QAT_TARGETS = ("float", "hr")
+WEIGHT_ROUNDINGS = ("nearest", "reconstruct")
 BEFORE_FINE_TUNING = "float keras, before fine-tuning"
 EDGETPU_DEFAULT_HW = (64, 64)
 
@@ -65,6 +66,7 @@ class QuantizeConfig:
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
     calib_seed: int = 0  # which patches are drawn (E-RFDN PTQ: 0.264-0.295 dB over three draws)
     train_data: str | None = None  # QAT/pruning: fine-tune on the training pipeline's stream of this --data source
+    weight_rounding: str = "nearest"  # PTQ: "reconstruct" chooses int8 weights layer by layer (tfsr.quantization.reconstruct)
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -108,7 +110,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
     for name, value, allowed in (("--method", config.method, METHODS), ("--target", config.target, TARGETS),
                                  ("--io", config.io, IO_TYPES), ("--ranges", config.ranges, RANGES),
                                  ("--concat-scales", config.concat_scales, CONCAT_SCALES),
-                                 ("--qat-target", config.qat_target, QAT_TARGETS)):  # fmt: skip
+                                 ("--qat-target", config.qat_target, QAT_TARGETS),
+                                 ("--weight-rounding", config.weight_rounding, WEIGHT_ROUNDINGS)):  # fmt: skip
         if value not in allowed:
             raise TfsrError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     if config.prune is not None:
@@ -129,6 +132,9 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
         raise TfsrError("--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch")
     if config.method == "ptq16x8" and config.target == "edgetpu":
         raise TfsrError("--method ptq16x8 makes int16 activations, which the Edge TPU does not run: use ptq or qat")
+    if config.weight_rounding != "nearest" and config.method != "ptq":
+        raise TfsrError(f"--weight-rounding {config.weight_rounding} chooses int8 weights for --method ptq; "
+                        f"{config.method} rounds its own (drop the option or use --method ptq)")  # fmt: skip
     if config.train_data and config.method != "qat" and not config.prune:
         raise TfsrError("--train-data is what QAT and pruning fine-tune on: add --method qat or --prune SPARSITY")
     hw = parse_size(config.input_size) if config.input_size else None
@@ -174,7 +180,7 @@ def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log, s
 
 
 FINE_TUNING_OPTIONS_FILE = "options.json"
-NOT_FINE_TUNING = ("data", "io", "strict", "threads", "concat_scales")  # options that do not change fine-tuning
+NOT_FINE_TUNING = ("data", "io", "strict", "threads", "concat_scales", "weight_rounding")  # options that do not change fine-tuning
 
 
 @dataclass
@@ -332,6 +338,13 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     model = with_output_clip(load_keras_model(model_path))
     scale = model_scale(model)
     benches = [load_benchmark(d, scale) for d in benches_dirs]
+    if config.weight_rounding == "reconstruct":
+        from tfsr.quantization.simulate import single_call_layers
+
+        try:
+            single_call_layers(model)
+        except ValueError as error:
+            raise TfsrError(f"--weight-rounding reconstruct: {error}: use --weight-rounding nearest") from None
     if config.target == "edgetpu":
         from tfsr.quantization.edgetpu import edgetpu_rewrite
 
@@ -365,6 +378,12 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         mode = "int16x8" if config.method == "ptq16x8" else "int8"  # 16x8 I/O: int16, or float32 with --io float32
         int8_options = tflite.ConvertOptions(mode, config.io, input_hw, config.per_channel)
         int8_model, representative = model, list(pairs.lr)
+    reconstruction = None
+    if config.weight_rounding == "reconstruct":
+        from tfsr.quantization.reconstruct import reconstructed
+
+        log(f"choosing int8 weights layer by layer on {len(pairs.lr)} calibration patches")
+        int8_model, reconstruction = reconstructed(model, pairs.lr, log=log)
     ranges = config.ranges if config.method == "ptq" else f"QAT, {config.ranges}" if config.method == "qat" else "minmax"
     log(f"converting to int8 ({int8_options.mode}, {ranges} activation ranges, {config.io} I/O, input {input_hw or 'dynamic'})")
     requantized = []
@@ -432,6 +451,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
                         "log": str(fine_tuning_log)} if fine_tuned else None,
         "folded_residuals": folded,
         "equalization": equalization,
+        "weight_reconstruction": reconstruction and asdict(reconstruction),
         "activation_ranges": ranges,
         "concat_inputs_requantized": [asdict(r) for r in requantized],
         "audit": {**audit.to_json(), "summary": audit.summary()},

@@ -137,6 +137,8 @@ def test_quantize_requantizes_concat_inputs_and_strict_names_the_option(workspac
         (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
         (["--concat-scales", "mixed"], "Invalid value for '--concat-scales'"),
         (["--method", "qat", "--ranges", "minmax"], "--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch"),
+        (["--method", "qat", "--weight-rounding", "reconstruct"], "--weight-rounding reconstruct chooses int8 weights for --method ptq; qat rounds its own"),
+        (["--weight-rounding", "adaround"], "Invalid value for '--weight-rounding'"),
     ],
 )
 def test_quantize_bad_options(tmp_path, args, message):
@@ -233,6 +235,42 @@ def test_calib_seed_draws_other_patches_and_the_same_seed_the_same_model(workspa
         models[run] = out.read_bytes()
     assert models[0] == models[1]  # one seed, one int8 model: a quantization run is reproducible
     assert models[2] != models[0]  # another draw calibrates other ranges
+
+
+def test_reconstructed_weights_are_what_the_int8_model_holds_and_the_float_model_stays(workspace):
+    from ai_edge_litert.interpreter import Interpreter
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    out = tmp_path / "tiny_int8.tflite"
+    kernels, reports = {}, {}
+    for rounding in ("nearest", "reconstruct"):
+        result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--weight-rounding", rounding)])
+        assert result.exit_code == 0, result.output
+        reports[rounding] = json.loads(out.with_suffix(".json").read_text())
+        interpreter = Interpreter(model_content=out.read_bytes())
+        kernels[rounding] = [interpreter.get_tensor(d["index"]) for d in interpreter.get_tensor_details()
+                             if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) > 1]  # kernels
+    assert reports["nearest"]["weight_reconstruction"] is None
+    reconstruction = reports["reconstruct"]["weight_reconstruction"]
+    assert reconstruction["layers"] == 3 and set(reconstruction["output_error"]) == {"head", "body", "up"}
+    assert "reconstructed body (2/3): output RMSE" in result.output
+    assert len(kernels["reconstruct"]) == 3 and any(  # other int8 weights ...
+        not np.array_equal(a, b) for a, b in zip(kernels["nearest"], kernels["reconstruct"]))
+    for key in ("float keras", "float tflite"):  # ... of the same float model
+        assert reports["reconstruct"]["scores"][key] == reports["nearest"]["scores"][key]
+
+
+def test_reconstruction_of_a_recurrent_model_is_a_one_line_refusal(workspace):
+    from cli import cli
+    from tfsr.registry import build_model
+
+    tmp_path, calib, data = workspace
+    build_model("litesrnet", 2).save(tmp_path / "tiny.keras")
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--weight-rounding", "reconstruct")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--weight-rounding reconstruct: litesrnet_x2: the simulation needs one input and layers called once" in result.output
+    assert "use --weight-rounding nearest" in result.output and not (tmp_path / "tiny_int8.tflite").exists()
 
 
 @pytest.mark.parametrize("fine_tuning", [["--method", "qat"], ["--prune", "0.5"]])

@@ -31,16 +31,18 @@ class ActivationRanges:
     channel: dict[str, np.ndarray]  # layer -> (channels, 2) MSE-optimal (lo, hi) per channel
 
 
-def _single_call_layers(model) -> list:
+def single_call_layers(model) -> list:
+    """``model``'s layers in call order; ValueError unless it has one input and calls each layer once."""
     found = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     if len(model.inputs) != 1 or any(len(layer._inbound_nodes) != 1 for layer in found):
         raise ValueError(f"{model.name}: the simulation needs one input and layers called once (no weight sharing)")
     return found
 
 
-def activation_ranges(model, patches: np.ndarray, batch: int = 8) -> ActivationRanges:
-    """MSE-optimal int8 ranges of every layer output over ``patches``, per tensor and per channel."""
-    found = _single_call_layers(model)
+def activation_ranges(model, patches: np.ndarray, batch: int = 8, per_channel: bool = True) -> ActivationRanges:
+    """MSE-optimal int8 ranges of every layer output over ``patches``, per tensor and (unless not asked, the slow
+    part: a histogram per channel) per channel."""
+    found = single_call_layers(model)
     probe = keras.Model(model.inputs, [layer.output for layer in found])
 
     def outputs():
@@ -53,10 +55,10 @@ def activation_ranges(model, patches: np.ndarray, batch: int = 8) -> ActivationR
         lo[name] = np.minimum(lo.get(name, 0.0), flat.min(axis=0))
         hi[name] = np.maximum(hi.get(name, 0.0), flat.max(axis=0))
     tensor_hist = {name: np.zeros(BINS) for name in lo}
-    channel_hist = {name: np.zeros((len(lo[name]), BINS)) for name in lo}
+    channel_hist = {name: np.zeros((len(lo[name]) if per_channel else 0, BINS)) for name in lo}
     for name, flat in outputs():
         tensor_hist[name] += np.histogram(flat, BINS, (lo[name].min(), max(hi[name].max(), 1e-6)))[0]
-        for c in range(flat.shape[1]):
+        for c in range(len(channel_hist[name])):
             channel_hist[name][c] += np.histogram(flat[:, c], BINS, (lo[name][c], max(hi[name][c], 1e-6)))[0]
     tensor = {n: mse_range(tensor_hist[n], lo[n].min(), max(hi[n].max(), 1e-6)) for n in lo}
     channel = {n: np.array([mse_range(h, l, max(u, 1e-6)) for h, l, u in zip(channel_hist[n], lo[n], hi[n])])
@@ -71,6 +73,13 @@ def fake_quant(x: np.ndarray, lo, hi) -> np.ndarray:
     return ((np.clip(np.round(x / step) + zero, 0, LEVELS) - zero) * step).astype(np.float32)
 
 
+def kernel_steps(kernel: np.ndarray) -> np.ndarray:
+    """The int8 step of each output channel of a conv kernel (last axis) as TFLite's per-channel weights take it:
+    symmetric, the largest magnitude at 127 (1 for an all-zero channel)."""
+    step = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0) / 127.0
+    return np.where(step == 0, 1.0, step)
+
+
 def int8_weights(model) -> keras.Model:
     """A copy of ``model`` whose conv kernels are rounded to int8, symmetric, one scale per output channel."""
     copy = keras.models.clone_model(model)
@@ -78,10 +87,28 @@ def int8_weights(model) -> keras.Model:
     for layer in copy.layers:
         if type(layer) is layers.Conv2D:
             kernel, *rest = layer.get_weights()
-            step = np.abs(kernel).max(axis=(0, 1, 2)) / 127.0
-            step[step == 0] = 1.0
+            step = kernel_steps(kernel)
             layer.set_weights([np.round(kernel / step) * step, *rest])
     return copy
+
+
+def layer_call(layer, values: dict, twin=None):
+    """``layer`` called as in its model (its only node) on ``values`` (tensor id in the model -> value); or, as
+    ``layer`` is called there, ``twin`` (the same layer in a copy of the model, with other weights)."""
+    node = layer._inbound_nodes[0]
+    args, kwargs = tf.nest.map_structure(lambda t: values.get(id(t), t), (node.call_args, node.call_kwargs))
+    return (twin or layer)(*args, **kwargs)
+
+
+def rounded_output(layer, value: np.ndarray, ranges: ActivationRanges, simulation: str = "tensor") -> np.ndarray:
+    """``layer``'s output ``value`` as int8 inference would hold it (``simulation`` as ``simulated``'s)."""
+    if simulation in ("float", "weights") or isinstance(layer, SAME_SCALE):
+        return value
+    if activation_name(layer) == "sigmoid":
+        return np.clip(np.round(value * 256.0), 0, 255) / np.float32(256.0)
+    if simulation == "channel":
+        return fake_quant(value, ranges.channel[layer.name][:, 0], ranges.channel[layer.name][:, 1])
+    return fake_quant(value, *ranges.tensor[layer.name])
 
 
 def simulated(model, ranges: ActivationRanges, simulation: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -90,23 +117,13 @@ def simulated(model, ranges: ActivationRanges, simulation: str) -> Callable[[np.
     if simulation not in SIMULATIONS:
         raise ValueError(f"simulation must be one of {SIMULATIONS}, not {simulation!r}")
     model = model if simulation == "float" else int8_weights(model)
-    found = _single_call_layers(model)
-
-    def rounded(layer, value: np.ndarray) -> np.ndarray:
-        if simulation in ("float", "weights") or isinstance(layer, SAME_SCALE):
-            return value
-        if activation_name(layer) == "sigmoid":
-            return np.clip(np.round(value * 256.0), 0, 255) / np.float32(256.0)
-        if simulation == "channel":
-            return fake_quant(value, ranges.channel[layer.name][:, 0], ranges.channel[layer.name][:, 1])
-        return fake_quant(value, *ranges.tensor[layer.name])
+    found = single_call_layers(model)
 
     def predict(lr: np.ndarray) -> np.ndarray:
         values = {id(model.inputs[0]): tf.constant(lr[None].astype(np.float32))}
         for layer in found:
-            node = layer._inbound_nodes[0]
-            args, kwargs = tf.nest.map_structure(lambda t: values.get(id(t), t), (node.call_args, node.call_kwargs))
-            values[id(layer.output)] = tf.constant(rounded(layer, np.asarray(layer(*args, **kwargs))))
+            value = np.asarray(layer_call(layer, values))
+            values[id(layer.output)] = tf.constant(rounded_output(layer, value, ranges, simulation))
         return np.asarray(values[id(model.outputs[0])])[0]
 
     return predict
