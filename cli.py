@@ -203,9 +203,9 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
 @click.option("--weight-rounding", type=click.Choice(["nearest", "reconstruct"]), default="nearest", show_default=True,
-              help="PTQ: int8 weights rounded to the nearest step, or chosen layer by layer on the calibration "
+              help="int8 weights rounded to the nearest step, or chosen layer by layer on the calibration "
                    "patches so that each conv reproduces its float output from the int8 network's inputs "
-                   "(GPTQ rounding and bias correction; slower).")
+                   "(GPTQ rounding and bias correction; minutes). PTQ converts them, QAT starts from them.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, train_data, calib_seed, patch, epochs,
              steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize,
              weight_rounding):  # fmt: skip

@@ -32,6 +32,7 @@ RANGES = ("mse", "mean-batch", "minmax")
 CONCAT_SCALES = ("own", "shared")
 QAT_TARGETS = ("float", "hr")
 WEIGHT_ROUNDINGS = ("nearest", "reconstruct")
+RECONSTRUCTION_PATCHES = 200  # PTQ's default calibration set; the im2col rows of all of them are held at once
 BEFORE_FINE_TUNING = "float keras, before fine-tuning"
 EDGETPU_DEFAULT_HW = (64, 64)
 
@@ -66,7 +67,9 @@ class QuantizeConfig:
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
     calib_seed: int = 0  # which patches are drawn (E-RFDN PTQ: 0.264-0.295 dB over three draws)
     train_data: str | None = None  # QAT/pruning: fine-tune on the training pipeline's stream of this --data source
-    weight_rounding: str = "nearest"  # PTQ: "reconstruct" chooses int8 weights layer by layer (tfsr.quantization.reconstruct)
+    # "reconstruct": int8 weights chosen layer by layer (tfsr.quantization.reconstruct); PTQ converts them, QAT
+    # starts fine-tuning from them
+    weight_rounding: str = "nearest"
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -132,9 +135,9 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
         raise TfsrError("--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch")
     if config.method == "ptq16x8" and config.target == "edgetpu":
         raise TfsrError("--method ptq16x8 makes int16 activations, which the Edge TPU does not run: use ptq or qat")
-    if config.weight_rounding != "nearest" and config.method != "ptq":
-        raise TfsrError(f"--weight-rounding {config.weight_rounding} chooses int8 weights for --method ptq; "
-                        f"{config.method} rounds its own (drop the option or use --method ptq)")  # fmt: skip
+    if config.weight_rounding != "nearest" and config.method == "ptq16x8":
+        raise TfsrError(f"--weight-rounding {config.weight_rounding} chooses int8 weights for int8 activations: "
+                        f"use --method ptq or qat")  # fmt: skip
     if config.train_data and config.method != "qat" and not config.prune:
         raise TfsrError("--train-data is what QAT and pruning fine-tune on: add --method qat or --prune SPARSITY")
     hw = parse_size(config.input_size) if config.input_size else None
@@ -180,7 +183,7 @@ def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log, s
 
 
 FINE_TUNING_OPTIONS_FILE = "options.json"
-NOT_FINE_TUNING = ("data", "io", "strict", "threads", "concat_scales", "weight_rounding")  # options that do not change fine-tuning
+NOT_FINE_TUNING = ("data", "io", "strict", "threads", "concat_scales")  # options that do not change fine-tuning
 
 
 @dataclass
@@ -233,15 +236,17 @@ def fine_tuning_backups(out: Path, config: QuantizeConfig, log) -> FineTuningBac
     return FineTuningBackups(folders, options, resumed_step)
 
 
-def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: FineTuningBackups, csv_log: Path, log):
-    """The QAT model of ``model``: ranges calibrated (then MSE-optimal), fine-tuned ``config.steps x epochs``
-    steps on ``stream`` (or the fixed ``pairs``); its float weights are copied back into ``model``."""
+def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: FineTuningBackups, csv_log: Path, log,
+                       start=None):  # fmt: skip
+    """The QAT model of ``model`` (or of ``start``, its weights chosen for int8, fine-tuned towards ``model``):
+    ranges calibrated (then MSE-optimal), fine-tuned ``config.steps x epochs`` steps on ``stream`` (or the fixed
+    ``pairs``); its float weights are copied back into ``model``."""
     from tfsr.keras import keras
     from tfsr.quantization.configs import quantize_model
     from tfsr.quantization.qat import (TARGET_LOSSES, calibrate_ranges, copy_float_weights, distillation_pairs,
                                        fine_tune, mse_ranges)  # fmt: skip
 
-    qmodel = quantize_model(model, preserve_sparsity=bool(config.prune))
+    qmodel = quantize_model(model if start is None else start, preserve_sparsity=bool(config.prune))
     calibration = calibrate_ranges(qmodel, pairs.lr[:32])
     log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
     if config.ranges == "mse":
@@ -369,21 +374,22 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     folded = equalization = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
+    reconstruction = start = None
+    if config.weight_rounding == "reconstruct":
+        from tfsr.quantization.reconstruct import reconstructed
+
+        patches = pairs.lr[:RECONSTRUCTION_PATCHES]
+        log(f"choosing int8 weights layer by layer on {len(patches)} calibration patches")
+        start, reconstruction = reconstructed(model, patches, log=log)
     if config.method == "qat":
-        qmodel = quantization_aware(model, config, pairs, stream, backups, fine_tuning_log, log)
+        qmodel = quantization_aware(model, config, pairs, stream, backups, fine_tuning_log, log, start=start)
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
         int8_model, representative = qmodel, list(pairs.lr)
     else:
         mode = "int16x8" if config.method == "ptq16x8" else "int8"  # 16x8 I/O: int16, or float32 with --io float32
         int8_options = tflite.ConvertOptions(mode, config.io, input_hw, config.per_channel)
-        int8_model, representative = model, list(pairs.lr)
-    reconstruction = None
-    if config.weight_rounding == "reconstruct":
-        from tfsr.quantization.reconstruct import reconstructed
-
-        log(f"choosing int8 weights layer by layer on {len(pairs.lr)} calibration patches")
-        int8_model, reconstruction = reconstructed(model, pairs.lr, log=log)
+        int8_model, representative = model if start is None else start, list(pairs.lr)
     ranges = config.ranges if config.method == "ptq" else f"QAT, {config.ranges}" if config.method == "qat" else "minmax"
     log(f"converting to int8 ({int8_options.mode}, {ranges} activation ranges, {config.io} I/O, input {input_hw or 'dynamic'})")
     requantized = []

@@ -35,6 +35,15 @@ def quantize_args(tmp_path, calib, data, *extra):
             "--out", str(tmp_path / "tiny_int8.tflite"), *extra]  # fmt: skip
 
 
+def per_channel_kernels(tflite: bytes) -> list[np.ndarray]:
+    """The int8 conv kernels of a .tflite (the int8 tensors with one scale per channel), in graph order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite)
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_tensor_details()
+            if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) > 1]  # fmt: skip
+
+
 def test_quantize_ptq_writes_tflite_and_report(workspace):
     from cli import cli
 
@@ -137,7 +146,7 @@ def test_quantize_requantizes_concat_inputs_and_strict_names_the_option(workspac
         (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
         (["--concat-scales", "mixed"], "Invalid value for '--concat-scales'"),
         (["--method", "qat", "--ranges", "minmax"], "--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch"),
-        (["--method", "qat", "--weight-rounding", "reconstruct"], "--weight-rounding reconstruct chooses int8 weights for --method ptq; qat rounds its own"),
+        (["--method", "ptq16x8", "--weight-rounding", "reconstruct"], "--weight-rounding reconstruct chooses int8 weights for int8 activations: use --method ptq or qat"),
         (["--weight-rounding", "adaround"], "Invalid value for '--weight-rounding'"),
     ],
 )
@@ -238,7 +247,6 @@ def test_calib_seed_draws_other_patches_and_the_same_seed_the_same_model(workspa
 
 
 def test_reconstructed_weights_are_what_the_int8_model_holds_and_the_float_model_stays(workspace):
-    from ai_edge_litert.interpreter import Interpreter
     from cli import cli
 
     tmp_path, calib, data = workspace
@@ -248,9 +256,7 @@ def test_reconstructed_weights_are_what_the_int8_model_holds_and_the_float_model
         result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--weight-rounding", rounding)])
         assert result.exit_code == 0, result.output
         reports[rounding] = json.loads(out.with_suffix(".json").read_text())
-        interpreter = Interpreter(model_content=out.read_bytes())
-        kernels[rounding] = [interpreter.get_tensor(d["index"]) for d in interpreter.get_tensor_details()
-                             if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) > 1]  # kernels
+        kernels[rounding] = per_channel_kernels(out.read_bytes())
     assert reports["nearest"]["weight_reconstruction"] is None
     reconstruction = reports["reconstruct"]["weight_reconstruction"]
     assert reconstruction["layers"] == 3 and set(reconstruction["output_error"]) == {"head", "body", "up"}
@@ -259,6 +265,24 @@ def test_reconstructed_weights_are_what_the_int8_model_holds_and_the_float_model
         not np.array_equal(a, b) for a, b in zip(kernels["nearest"], kernels["reconstruct"]))
     for key in ("float keras", "float tflite"):  # ... of the same float model
         assert reports["reconstruct"]["scores"][key] == reports["nearest"]["scores"][key]
+
+
+def test_qat_starts_from_the_reconstructed_weights(workspace):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    out = tmp_path / "tiny_int8.tflite"
+    kernels = {}
+    for method in ("ptq", "qat"):  # the same 8 calibration patches: the same prepared model and reconstruction
+        extra = ["--weight-rounding", "reconstruct", "--method", method, "--steps", "1", "--batch-size", "2", "--lr", "1e-9"]
+        result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra)])
+        assert result.exit_code == 0, result.output
+        kernels[method] = per_channel_kernels(out.read_bytes())
+        assert json.loads(out.with_suffix(".json").read_text())["weight_reconstruction"]["layers"] == 3
+    by_shape = {method: {k.shape: k for k in found} for method, found in kernels.items()}  # the graphs' orders differ
+    assert len(by_shape["qat"]) == 3 and by_shape["qat"].keys() == by_shape["ptq"].keys()
+    for shape, kernel in by_shape["ptq"].items():  # one step at lr 1e-9 moves no weight to another int8 level
+        np.testing.assert_array_equal(by_shape["qat"][shape], kernel)
 
 
 def test_reconstruction_of_a_recurrent_model_is_a_one_line_refusal(workspace):

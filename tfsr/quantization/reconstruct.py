@@ -147,9 +147,9 @@ def reconstructed(model, patches: np.ndarray, ranges: ActivationRanges | None = 
         if _reconstructable(layer):
             x_f, x_q = floats[id(layer.input)], int8s[id(layer.input)]
             kernel, *bias = layer.get_weights()
-            rows_f, rows_q = np.asarray(im2col(layer, x_f)), np.asarray(im2col(layer, x_q))
-            target = rows_f.astype(np.float64) @ kernel.reshape(-1, kernel.shape[-1]) + (bias[0] if bias else 0)
-            del rows_f
+            rows_q = np.asarray(im2col(layer, x_q))
+            pre_activation = np.asarray(layer.convolution_op(x_f, layer.kernel)).reshape(-1, kernel.shape[-1])
+            target = pre_activation.astype(np.float64) + (bias[0] if bias else 0)
             new_kernel, new_bias = reconstruct_conv(layer, rows_q, target)
             nearest = np.round(kernel / kernel_steps(kernel)) * kernel_steps(kernel)
             errors[layer.name] = (_rmse(rows_q, nearest, bias[0] if bias else None, target),
