@@ -317,12 +317,15 @@ def test_fine_tuning_streams_the_training_pipelines_patches(workspace, monkeypat
 
 
 @pytest.mark.fault
-def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace):
+@pytest.mark.parametrize("streamed", [False, True], ids=["fixed-patches", "train-data-stream"])
+def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace, monkeypatch, streamed):
     from cli import cli
     from tfsr.training.callbacks import backed_up_step
 
     tmp_path, calib, data = workspace
-    args = quantize_args(tmp_path, calib, data, "--method", "qat", "--steps", "1000", "--batch-size", "4")
+    monkeypatch.setenv("TFSR_CACHE", str(tmp_path / "lr_cache"))  # the stream's bicubic LR images (inherited below)
+    stream = ["--train-data", str(calib)] if streamed else []
+    args = quantize_args(tmp_path, calib, data, "--method", "qat", "--steps", "1000", "--batch-size", "4", *stream)
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "quantize", *args],
                             cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
     deadline = time.time() + 300
@@ -337,13 +340,14 @@ def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace)
     assert not (tmp_path / "tiny_int8.tflite").exists()
 
     other = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "qat", "--steps", "900",
-                                                                "--batch-size", "4")])  # fmt: skip
+                                                                "--batch-size", "4", *stream)])  # fmt: skip
     assert other.exit_code == 2
     assert f"{backup} holds the backup of a fine-tuning with other options (steps)" in other.output
 
     resumed = CliRunner().invoke(cli, ["quantize", *args])
     assert resumed.exit_code == 0, resumed.output
     assert f"resuming qat fine-tuning from the backup at step {step}" in resumed.output
+    assert ("fine-tuning on patches streamed from" in resumed.output) == streamed
     assert "fine-tuning step 1000/1000" in resumed.output and "fine-tuning step 100/1000" not in resumed.output
     assert not backup.exists()
     with open(tmp_path / "tiny_int8_fine_tuning.csv") as log:
