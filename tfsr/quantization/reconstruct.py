@@ -129,7 +129,8 @@ def reconstructed(model, patches: np.ndarray, ranges: ActivationRanges | None = 
     """A copy of ``model`` whose Conv2D weights are chosen, layer by layer on ``patches``, to reproduce the float
     model through int8 inference (see the module); ``ranges``: the activation ranges the simulation rounds to
     (default: MSE-optimal per tensor on ``patches``, as the PTQ conversion chooses them)."""
-    ranges = ranges or activation_ranges(model, patches, per_channel=False)
+    if ranges is None:
+        ranges = activation_ranges(model, patches, per_channel=False)
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     found, copies = single_call_layers(model), single_call_layers(copy)
@@ -151,7 +152,8 @@ def reconstructed(model, patches: np.ndarray, ranges: ActivationRanges | None = 
             pre_activation = np.asarray(layer.convolution_op(x_f, layer.kernel)).reshape(-1, kernel.shape[-1])
             target = pre_activation.astype(np.float64) + (bias[0] if bias else 0)
             new_kernel, new_bias = reconstruct_conv(layer, rows_q, target)
-            nearest = np.round(kernel / kernel_steps(kernel)) * kernel_steps(kernel)
+            steps = kernel_steps(kernel)
+            nearest = np.round(kernel / steps) * steps
             errors[layer.name] = (_rmse(rows_q, nearest, bias[0] if bias else None, target),
                                   _rmse(rows_q, new_kernel, new_bias, target))  # fmt: skip
             twin.set_weights([new_kernel] + ([new_bias] if bias else []))
