@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfsr.keras import keras, layers, tf
-from tfsr.quantization.simulate import (ActivationRanges, single_call_layers, activation_ranges, kernel_steps,
-                                        layer_call, rounded_output)  # fmt: skip
+from tfsr.quantization.simulate import (ActivationRanges, activation_ranges, kernel_steps, layer_call, nearest_int8,
+                                        rounded_output, single_call_layers)  # fmt: skip
 
 DAMPING = 0.01  # ridge, relative to each input's energy: keeps the least squares well posed on correlated inputs
 ROWS_PER_CHUNK = 65536  # im2col rows per matrix product, to bound memory
@@ -94,14 +94,14 @@ def gptq_round(weights: np.ndarray, gram: np.ndarray, steps: np.ndarray, quantiz
     return weights
 
 
-def reconstruct_conv(layer, rows_q: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``layer``'s (kernel, bias) chosen to map the int8 input rows ``rows_q`` to the float pre-activations
+def reconstruct_conv(kernel: np.ndarray, bias: np.ndarray | None, rows_q: np.ndarray,
+                     target: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """A conv's (kernel, bias) chosen to map the int8 input rows ``rows_q`` to the float pre-activations
     ``target``: least squares, then GPTQ rounding to the int8 grid with the bias left in float."""
-    kernel, *bias = layer.get_weights()
     shape, flat = kernel.shape, kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)
-    use_bias = bool(bias)
+    use_bias = bias is not None
     gram, cross = _gram(rows_q, target, use_bias)
-    given = np.vstack([flat, bias[0][None].astype(np.float64)]) if use_bias else flat
+    given = np.vstack([flat, bias[None].astype(np.float64)]) if use_bias else flat
     # The float kernel (and bias) best on the int8 inputs, its ridge pulling towards the given weights: on inputs
     # without drift (the first layer's) it is the given layer.
     ridge = _damped(gram) - gram
@@ -147,16 +147,14 @@ def reconstructed(model, patches: np.ndarray, ranges: ActivationRanges | None = 
     for layer, twin in zip(found, copies):
         if _reconstructable(layer):
             x_f, x_q = floats[id(layer.input)], int8s[id(layer.input)]
-            kernel, *bias = layer.get_weights()
+            kernel, bias = layer.kernel.numpy(), layer.bias.numpy() if layer.use_bias else None
             rows_q = np.asarray(im2col(layer, x_q))
             pre_activation = np.asarray(layer.convolution_op(x_f, layer.kernel)).reshape(-1, kernel.shape[-1])
-            target = pre_activation.astype(np.float64) + (bias[0] if bias else 0)
-            new_kernel, new_bias = reconstruct_conv(layer, rows_q, target)
-            steps = kernel_steps(kernel)
-            nearest = np.round(kernel / steps) * steps
-            errors[layer.name] = (_rmse(rows_q, nearest, bias[0] if bias else None, target),
+            target = pre_activation.astype(np.float64) + (0 if bias is None else bias)
+            new_kernel, new_bias = reconstruct_conv(kernel, bias, rows_q, target)
+            errors[layer.name] = (_rmse(rows_q, nearest_int8(kernel), bias, target),
                                   _rmse(rows_q, new_kernel, new_bias, target))  # fmt: skip
-            twin.set_weights([new_kernel] + ([new_bias] if bias else []))
+            twin.set_weights([new_kernel] + ([] if new_bias is None else [new_bias]))
             log(f"reconstructed {layer.name} ({len(errors)}/{len(convs)}): output RMSE {errors[layer.name][0]:.4g} "
                 f"rounded to nearest, {errors[layer.name][1]:.4g} reconstructed")  # fmt: skip
         floats[id(layer.output)] = layer_call(layer, floats)

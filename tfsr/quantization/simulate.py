@@ -80,6 +80,12 @@ def kernel_steps(kernel: np.ndarray) -> np.ndarray:
     return np.where(step == 0, 1.0, step)
 
 
+def nearest_int8(kernel: np.ndarray) -> np.ndarray:
+    """``kernel`` rounded to the nearest step of its per-channel int8 grid (``kernel_steps``)."""
+    steps = kernel_steps(kernel)
+    return np.round(kernel / steps) * steps
+
+
 def int8_weights(model) -> keras.Model:
     """A copy of ``model`` whose conv kernels are rounded to int8, symmetric, one scale per output channel."""
     copy = keras.models.clone_model(model)
@@ -87,8 +93,7 @@ def int8_weights(model) -> keras.Model:
     for layer in copy.layers:
         if type(layer) is layers.Conv2D:
             kernel, *rest = layer.get_weights()
-            step = kernel_steps(kernel)
-            layer.set_weights([np.round(kernel / step) * step, *rest])
+            layer.set_weights([nearest_int8(kernel), *rest])
     return copy
 
 
@@ -97,7 +102,7 @@ def layer_call(layer, values: dict, twin=None):
     ``layer`` is called there, ``twin`` (the same layer in a copy of the model, with other weights)."""
     node = layer._inbound_nodes[0]
     args, kwargs = tf.nest.map_structure(lambda t: values.get(id(t), t), (node.call_args, node.call_kwargs))
-    return (twin or layer)(*args, **kwargs)
+    return (layer if twin is None else twin)(*args, **kwargs)
 
 
 def rounded_output(layer, value: np.ndarray, ranges: ActivationRanges, simulation: str = "tensor") -> np.ndarray:
