@@ -199,6 +199,9 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--fold-residuals/--no-fold-residuals", default=True, show_default=True,
               help="PTQ/QAT: fold each identity residual conv(x) + x into its conv (exact), so that equalization "
                    "can scale the block outputs freely.")
+@click.option("--split-sums/--no-split-sums", default=False, show_default=True,
+              help="PTQ/QAT: split each conv that reads a sum, conv(a + b) = conv(a) + conv(b) (exact), so that each "
+                   "term keeps its own int8 scale and equalization gain; one conv more per split.")
 @click.option("--equalize", type=float, default=1.0, show_default=True,
               help="Channel-equalization strength (0 = off, 1 = full) folded into the weights before PTQ or QAT: "
                    "the same float model, smaller int8 error.")
@@ -207,15 +210,15 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
                    "patches so that each conv reproduces its float output from the int8 network's inputs "
                    "(GPTQ rounding and bias correction; minutes). PTQ converts them, QAT starts from them.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, train_data, calib_seed, patch, epochs,
-             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, equalize,
-             weight_rounding):  # fmt: skip
+             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, split_sums,
+             equalize, weight_rounding):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
                             concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr,
-                            fold_residuals=fold_residuals, calib_seed=calib_seed,
+                            fold_residuals=fold_residuals, split_sums=split_sums, calib_seed=calib_seed,
                             train_data=train_data, weight_rounding=weight_rounding)  # fmt: skip
     click.echo(run(config).table())
 

@@ -200,7 +200,7 @@ class _Bench:
                     "int8 rows: `cli.py quantize`'s default PTQ, calibrated on smooth random images (latency and size only)")  # fmt: skip
             if note not in self.result.notes:
                 self.result.notes.append(note)
-            prepared, _, _ = prepared_for_int8(with_output_clip(model), np.stack(representative))
+            prepared = prepared_for_int8(with_output_clip(model), np.stack(representative)).model
             data, _ = convert_with_ranges(prepared, options, representative)
         else:
             data = convert(model, options)

@@ -58,6 +58,7 @@ class QuantizeConfig:
     threads: int = 2
     per_channel: bool = True
     fold_residuals: bool = True  # PTQ/QAT: conv(x) + x as one conv (tfsr.quantization.fold), before equalizing
+    split_sums: bool = False  # PTQ/QAT: conv(a + b) as conv(a) + conv(b) (tfsr.quantization.split), before equalizing
     equalize: float = 1.0  # channel-equalization strength before PTQ or QAT (0: off); see tfsr.quantization.equalize
     # Activation ranges. PTQ: "mse", "mean-batch" (see tfsr.quantization.ranges), "minmax" (stock). QAT: "mse"
     # (MSE-optimal, kept while fine-tuning) or "mean-batch" (tfmot's moving averages of per-batch min/max).
@@ -149,23 +150,37 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
     return hw
 
 
-def prepared_for_int8(model, patches, fold: bool = True, strength: float = 1.0, log=lambda msg: None):
-    """``model`` as the int8 conversions take it by default, the same function in float: identity residuals folded
-    into their convs (``tfsr.quantization.fold``), then channels equalized on ``patches`` (strength 0: not);
-    also returns the folded Adds (None when not asked) and the equalization's summary (None when off)."""
-    folded = equalization = None
+@dataclass
+class Int8Preparation:
+    model: object  # the same function in float, ready for int8
+    folded: list[str] | None  # the Adds folded into their convs (None: not asked)
+    split: dict[str, str] | None  # {conv: the Add it was split over} (None: not asked)
+    equalization: dict | None  # the equalization's summary (None: off)
+
+
+def prepared_for_int8(model, patches, fold: bool = True, split: bool = False, strength: float = 1.0,
+                      log=lambda msg: None) -> Int8Preparation:  # fmt: skip
+    """``model`` as the int8 conversions take it, the same function in float: identity residuals folded into
+    their convs (``tfsr.quantization.fold``), convs split over the sums they read (``tfsr.quantization.split``),
+    then channels equalized on ``patches`` (strength 0: not), each where asked."""
+    folded = splits = equalization = None
     if fold:
         from tfsr.quantization.fold import fold_identity_residuals
 
         model, folded = fold_identity_residuals(model)
         log(f"folded {len(folded)} identity residuals into their convs")
+    if split:
+        from tfsr.quantization.split import split_summed_inputs
+
+        model, splits = split_summed_inputs(model)
+        log(f"split {len(splits)} convs over the sums they read" + "".join(f"; {c} over {a}" for c, a in splits.items()))
     if strength:
         from tfsr.quantization.equalize import equalize
 
         model, plan = equalize(model, patches, strength)
         equalization = {"strength": strength, "channel_classes": plan.classes, "largest_gain": plan.largest_gain}
         log(f"equalized {plan.classes} channel classes over {len(plan.gains)} convs (largest gain {plan.largest_gain:.1f})")
-    return model, folded, equalization
+    return Int8Preparation(model, folded, splits, equalization)
 
 
 def fine_tuning_stream(config: QuantizeConfig, scale: int, lr_patch: int, log, start_step: int = 0):
@@ -371,9 +386,10 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         with backups.kept_while("prune") as backup:
             model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
                           csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
-    folded = equalization = None
+    preparation = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
-        model, folded, equalization = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.equalize, log)
+        preparation = prepared_for_int8(model, pairs.lr, config.fold_residuals, config.split_sums, config.equalize, log)
+        model = preparation.model
     reconstruction = start = None
     if config.weight_rounding == "reconstruct":
         from tfsr.quantization.reconstruct import reconstructed
@@ -455,8 +471,9 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         "kernel_sparsity": sparsity,
         "fine_tuning": {"steps": steps, "batch": config.batch, "data": streamed_from or f"{len(pairs.lr)} patches of {calib_dir}",
                         "log": str(fine_tuning_log)} if fine_tuned else None,
-        "folded_residuals": folded,
-        "equalization": equalization,
+        "folded_residuals": preparation and preparation.folded,
+        "split_convs": preparation and preparation.split,
+        "equalization": preparation and preparation.equalization,
         "weight_reconstruction": reconstruction and asdict(reconstruction),
         "activation_ranges": ranges,
         "concat_inputs_requantized": [asdict(r) for r in requantized],

@@ -231,6 +231,28 @@ def test_quantize_folds_identity_residuals_unless_told_not_to(workspace, method)
     assert as_given["folded_residuals"] is None and as_given["audit"]["op_counts"]["ADD"] == 7
 
 
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_quantize_splits_convs_over_their_sums_when_asked(workspace, method):
+    from cli import cli
+    from test_split import mixed_sums
+
+    tmp_path, calib, data = workspace
+    mixed_sums().save(tmp_path / "tiny.keras")
+    extra = ["--method", method, "--steps", "2", "--batch-size", "4", "--lr", "1e-9"] if method == "qat" else []
+    report_path = tmp_path / "tiny_int8.json"
+    reports = {}
+    for flag in ("--no-split-sums", "--split-sums"):
+        result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra, flag)])
+        assert result.exit_code == 0, result.output
+        reports[flag] = json.loads(report_path.read_text())
+    as_given, split = reports["--no-split-sums"], reports["--split-sums"]
+    # Folded first, c3 + s3 became the conv s4 on s3 alone, which it then splits too.
+    assert as_given["split_convs"] is None and split["split_convs"] == {"c1": "s1", "s4": "s3", "up": "s6"}
+    assert split["audit"]["op_counts"]["CONV_2D"] == as_given["audit"]["op_counts"]["CONV_2D"] + 4  # c1 in 3, s4, up in 2
+    assert split["audit"]["problems"] == []  # QAT: the sum before the shuffle takes the output clip's range
+    assert split["scores"]["float tflite"]["Tiny"]["psnr_y"] == pytest.approx(as_given["scores"]["float tflite"]["Tiny"]["psnr_y"], abs=0.01)
+
+
 def test_calib_seed_draws_other_patches_and_the_same_seed_the_same_model(workspace):
     from cli import cli
 

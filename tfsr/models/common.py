@@ -7,7 +7,8 @@ uses the PyTorch init: part of a faithful port.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -26,6 +27,64 @@ def model_nodes(model) -> Iterator[tuple[keras.layers.Layer, int, list, list]]:
         for index, node in enumerate(layer._inbound_nodes):
             if f"{layer.name}_ib-{index}" in model._network_nodes:
                 yield layer, index, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
+
+
+@dataclass
+class GraphUse:
+    """How a model's own nodes (``model_nodes``) use its layers and tensors, for rewrites that must be exact."""
+
+    nodes: list  # (layer, node index, input tensors, output tensors)
+    calls: dict[str, int]  # layer name -> times called
+    readers: dict[int, int]  # id(tensor) -> calls reading it
+    producers: dict[int, tuple]  # id(tensor) -> (layer, its input tensors)
+    outputs: set[int]  # ids of the model's output tensors
+
+    def read_only_by(self, tensor, calls: int = 1) -> bool:
+        """``tensor`` is read by ``calls`` calls and is not a model output."""
+        return self.readers.get(id(tensor), 0) == calls and id(tensor) not in self.outputs
+
+
+def graph_use(model) -> GraphUse:
+    use = GraphUse(list(model_nodes(model)), {}, {}, {}, {id(t) for t in model.outputs})
+    for layer, _, inputs, outputs in use.nodes:
+        use.calls[layer.name] = use.calls.get(layer.name, 0) + 1
+        for t in inputs:
+            use.readers[id(t)] = use.readers.get(id(t), 0) + 1
+        for t in outputs:
+            use.producers[id(t)] = (layer, inputs)
+    return use
+
+
+def rewired(model, replaced: dict[str, Callable[[Callable], object]], dropped: Iterable[str] = ()) -> keras.Model:
+    """A copy of ``model`` (new layers, same weights) in which the call of each layer named in ``replaced`` is
+    ``replaced[name](copied)``, ``copied`` mapping a tensor of ``model`` to its copy (the function builds and sets
+    the weights of any layer it makes), and the layers named in ``dropped`` are not called (nothing else may read
+    them). A layer called several times (weight sharing) stays one layer called as often."""
+    dropped = set(dropped)
+    new_inputs = [keras.Input(batch_size=t.shape[0], shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0])
+                  for t in model.inputs]  # fmt: skip
+    tensors = {id(old): new for old, new in zip(model.inputs, new_inputs)}
+    clones: dict[str, keras.layers.Layer] = {}
+    weights: dict[str, list[np.ndarray]] = {}
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first
+        for node in model._nodes_by_depth[depth]:
+            layer = node.layer
+            if isinstance(layer, keras.layers.InputLayer) or layer.name in dropped:
+                continue
+            if layer.name in replaced:
+                out = replaced[layer.name](lambda t: tensors[id(t)])
+            else:
+                if layer.name not in clones:
+                    clones[layer.name] = layer.__class__.from_config(layer.get_config())
+                    weights[layer.name] = layer.get_weights()
+                new = tf.nest.map_structure(lambda t: tensors.get(id(t), t), (node.call_args, node.call_kwargs))
+                out = clones[layer.name](*new[0], **new[1])
+            for old, new_t in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(out)):
+                tensors[id(old)] = new_t
+    for name, clone in clones.items():
+        clone.set_weights(weights[name])
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return keras.Model(new_inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
 def torch_kernel_init() -> keras.initializers.Initializer:

@@ -179,7 +179,7 @@ def _own_graph(model: keras.Model) -> tuple[dict[str, list], dict[str, list]]:
 
 def clip_producers(model: keras.Model) -> set[str]:
     """Names of the layers whose output reaches an output clip through nothing but pixel shuffles, and feeds
-    nothing else: a plain conv (linear activation) or a weightless layer."""
+    nothing else: a plain conv (linear activation) or a weightless layer (an Add included)."""
     inputs, consumers = _own_graph(model)
     found = set()
     for clip in filter(is_output_clip, model.layers):
@@ -189,7 +189,9 @@ def clip_producers(model: keras.Model) -> set[str]:
         if len(consumers[layer.name]) != 1 or isinstance(layer, keras.layers.InputLayer):
             continue
         plain_conv = type(layer) is keras.layers.Conv2D and activation_name(layer) in ("", "linear")
-        if plain_conv or (not layer.weights and isinstance(config_for(layer), OutputQuantizeConfig)):
+        # An Add: where tfsr.quantization.split summed the parts of the last conv.
+        weightless = not layer.weights and (isinstance(config_for(layer), OutputQuantizeConfig) or type(layer) is keras.layers.Add)
+        if plain_conv or weightless:
             found.add(layer.name)
     return found
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfsr.keras import keras, layers, tf
-from tfsr.models.common import activation_name, model_nodes
+from tfsr.keras import keras, layers
+from tfsr.models.common import activation_name, graph_use, model_nodes, rewired
 
 
 def _foldable(conv, conv_inputs: list) -> bool:
@@ -29,25 +29,15 @@ def _foldable(conv, conv_inputs: list) -> bool:
 
 def residual_folds(model) -> dict[str, str]:
     """{Add layer: conv layer} of every ``Add([conv(x), x])`` whose conv is called once and feeds only that Add."""
-    nodes = list(model_nodes(model))
-    calls: dict[str, int] = {}
-    consumers: dict[int, int] = {}
-    producer: dict[int, tuple] = {}
-    for layer, _, inputs, outputs in nodes:
-        calls[layer.name] = calls.get(layer.name, 0) + 1
-        for t in inputs:
-            consumers[id(t)] = consumers.get(id(t), 0) + 1
-        for t in outputs:
-            producer[id(t)] = (layer, inputs)
-    model_outputs = {id(t) for t in model.outputs}
+    use = graph_use(model)
     folds = {}
-    for layer, _, inputs, _ in nodes:
-        if type(layer) is not layers.Add or len(inputs) != 2 or calls[layer.name] != 1:
+    for layer, _, inputs, _ in use.nodes:
+        if type(layer) is not layers.Add or len(inputs) != 2 or use.calls[layer.name] != 1:
             continue
         for branch, skip in (inputs, inputs[::-1]):
-            conv, conv_inputs = producer.get(id(branch), (None, []))
+            conv, conv_inputs = use.producers.get(id(branch), (None, []))
             if (conv is not None and _foldable(conv, conv_inputs) and conv_inputs[0] is skip
-                    and calls[conv.name] == 1 and consumers[id(branch)] == 1 and id(branch) not in model_outputs):  # fmt: skip
+                    and use.calls[conv.name] == 1 and use.read_only_by(branch)):  # fmt: skip
                 folds[layer.name] = conv.name
                 break
     return folds
@@ -59,38 +49,23 @@ def fold_identity_residuals(model) -> tuple[keras.Model, list[str]]:
     folds = residual_folds(model)
     if not folds:
         return model, []
-    folded_convs = set(folds.values())
     # The skip is the conv's own input (not ``conv.output``: a layer shared with another model has several nodes).
-    skips = {layer.name: inputs[0] for layer, _, inputs, _ in model_nodes(model) if layer.name in folded_convs}
-    new_inputs = [keras.Input(batch_size=t.shape[0], shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0])
-                  for t in model.inputs]  # fmt: skip
-    tensors = {id(old): new for old, new in zip(model.inputs, new_inputs)}
-    clones: dict[str, keras.layers.Layer] = {}
-    weights: dict[str, list[np.ndarray]] = {}
-    for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first; shared layers keep one clone
-        for node in model._nodes_by_depth[depth]:
-            layer = node.layer
-            if isinstance(layer, keras.layers.InputLayer) or layer.name in folded_convs:
-                continue
-            if layer.name in folds:
-                conv = model.get_layer(folds[layer.name])
-                kernel, *bias = conv.get_weights()
-                kh, kw = kernel.shape[:2]
-                kernel = kernel.copy()
-                kernel[kh // 2, kw // 2] += np.eye(kernel.shape[2], dtype=kernel.dtype)
-                folded = layers.Conv2D.from_config({**conv.get_config(), "name": layer.name})
-                out = folded(tensors[id(skips[conv.name])])
-                folded.set_weights([kernel, *bias])
-            else:
-                if layer.name not in clones:
-                    clones[layer.name] = layer.__class__.from_config(layer.get_config())
-                    weights[layer.name] = layer.get_weights()
-                new = tf.nest.map_structure(lambda t: tensors.get(id(t), t), (node.call_args, node.call_kwargs))
-                out = clones[layer.name](*new[0], **new[1])
-            for old, new_t in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(out)):
-                tensors[id(old)] = new_t
-    for name, clone in clones.items():
-        clone.set_weights(weights[name])
-    outputs = [tensors[id(t)] for t in model.outputs]
-    rebuilt = keras.Model(new_inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+    skips = {layer.name: inputs[0] for layer, _, inputs, _ in model_nodes(model) if layer.name in folds.values()}
+
+    def folded_call(add_name: str):
+        conv = model.get_layer(folds[add_name])
+
+        def call(copied):
+            kernel, *bias = conv.get_weights()
+            kh, kw = kernel.shape[:2]
+            kernel = kernel.copy()
+            kernel[kh // 2, kw // 2] += np.eye(kernel.shape[2], dtype=kernel.dtype)
+            folded = layers.Conv2D.from_config({**conv.get_config(), "name": add_name})
+            out = folded(copied(skips[conv.name]))
+            folded.set_weights([kernel, *bias])
+            return out
+
+        return call
+
+    rebuilt = rewired(model, {add: folded_call(add) for add in folds}, dropped=folds.values())
     return rebuilt, sorted(folds)
