@@ -289,6 +289,18 @@ def test_reconstructed_weights_are_what_the_int8_model_holds_and_the_float_model
         assert reports["reconstruct"]["scores"][key] == reports["nearest"]["scores"][key]
 
 
+def test_reconstruction_takes_the_first_patches_within_its_pixel_budget():
+    from pipelines.quantize import reconstruction_patches
+
+    def kept(count, size):
+        lr = np.empty((count, size, size, 3), np.uint8)
+        chosen = reconstruction_patches(lr)
+        assert chosen.base is lr  # the first ones, a view
+        return len(chosen)
+
+    assert [kept(1000, 48), kept(1000, 96), kept(8, 16), kept(2, 1024)] == [200, 50, 8, 1]
+
+
 def test_qat_starts_from_the_reconstructed_weights(workspace):
     from cli import cli
 
