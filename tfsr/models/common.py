@@ -39,9 +39,9 @@ class GraphUse:
     producers: dict[int, tuple]  # id(tensor) -> (layer, its input tensors)
     outputs: set[int]  # ids of the model's output tensors
 
-    def read_only_by(self, tensor, calls: int = 1) -> bool:
-        """``tensor`` is read by ``calls`` calls and is not a model output."""
-        return self.readers.get(id(tensor), 0) == calls and id(tensor) not in self.outputs
+    def read_once(self, tensor) -> bool:
+        """``tensor`` is read by one call and is not a model output."""
+        return self.readers.get(id(tensor), 0) == 1 and id(tensor) not in self.outputs
 
 
 def graph_use(model) -> GraphUse:

@@ -37,7 +37,7 @@ def residual_folds(model) -> dict[str, str]:
         for branch, skip in (inputs, inputs[::-1]):
             conv, conv_inputs = use.producers.get(id(branch), (None, []))
             if (conv is not None and _foldable(conv, conv_inputs) and conv_inputs[0] is skip
-                    and use.calls[conv.name] == 1 and use.read_only_by(branch)):  # fmt: skip
+                    and use.calls[conv.name] == 1 and use.read_once(branch)):  # fmt: skip
                 folds[layer.name] = conv.name
                 break
     return folds

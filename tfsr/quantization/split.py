@@ -4,10 +4,10 @@ kernel without the bias), exactly in float, one conv per term.
 Why it matters for int8: the sum is one int8 tensor, as wide as its widest term, and the conv reads every term at
 that step. Split, each term keeps its own scale and the sum is taken after the conv, where the values are
 what the next layer needs anyway. E-RFDN's upsampling conv reads the global skip ``LR_conv(c) + fea``: ``fea``
-(the first conv's output) spans about +-360 and makes the sum's int8 step 3.1, where the refined branch alone
-needs 1.4. Split before equalizing, ``fea`` also loses its tie to ``LR_conv``'s channels, and equalization scales
-both freely: default PTQ of the official weights, Set5 x4, seed-0 calibration 31.8796 -> 31.9464 dB
-(docs/quantization-benchmarks.md). The price is one conv more per split (E-RFDN: +5 % multiply-adds).
+(the first conv's output) spans -351..365 in the default int8 model and makes the sum's int8 step 3.04, where
+the refined branch alone needs 1.45. Split before equalizing, ``fea`` also loses its tie to ``LR_conv``'s
+channels, and equalization scales both freely: default PTQ of the official weights, Set5 x4, seed-0 calibration
+31.8796 -> 31.9464 dB, and 31.9778 -> 32.0311 with ``--weight-rounding reconstruct`` (docs/quantization-benchmarks.md). The price is one conv more per split (E-RFDN: +5 % multiply-adds).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def summed_inputs(model) -> dict[str, str]:
         if type(layer) is not layers.Conv2D or activation_name(layer) != "linear" or use.calls[layer.name] != 1 or len(inputs) != 1:
             continue
         add, _ = use.producers.get(id(inputs[0]), (None, []))
-        if type(add) is layers.Add and use.calls[add.name] == 1 and use.read_only_by(inputs[0]):
+        if type(add) is layers.Add and use.calls[add.name] == 1 and use.read_once(inputs[0]):
             splits[layer.name] = add.name
     return splits
 
