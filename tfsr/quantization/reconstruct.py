@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfsr.keras import keras, layers, tf
+from tfsr.models.common import graph_use
 from tfsr.quantization.simulate import (ActivationRanges, activation_ranges, kernel_steps, layer_call, nearest_int8,
                                         rounded_output, single_call_layers)  # fmt: skip
 
@@ -136,10 +137,7 @@ def reconstructed(model, patches: np.ndarray, ranges: ActivationRanges | None = 
     found, copies = single_call_layers(model), single_call_layers(copy)
     # Each value is dropped once its last reader has run: every tensor of the network over all patches at once
     # would not fit in memory.
-    readers: dict[int, int] = {}
-    for layer in found:
-        for tensor in tf.nest.flatten(layer._inbound_nodes[0].keras_inputs):
-            readers[id(tensor)] = readers.get(id(tensor), 0) + 1
+    readers = dict(graph_use(model).readers)
     source = tf.constant(patches.astype(np.float32))
     floats, int8s = {id(model.inputs[0]): source}, {id(model.inputs[0]): source}  # keyed by the model's tensors
     errors = {}
