@@ -3,7 +3,8 @@
 tfmot's activation ranges start at [-6, 6] and follow the data with an EMA of decay 0.999, so a few hundred
 steps leave them far from the real ranges (a QAT model exported after 200 steps agrees with its Keras self at
 only ~31 dB). :func:`calibrate_ranges` runs forward passes in training mode with a fast EMA instead, until the
-ranges stop moving, before any weight is updated. :func:`mse_ranges` then replaces them with PTQ's
+ranges stop moving or a cap of passes (each range also depends on the fake-quantized tensors upstream, so some
+keep moving by a few per cent), before any weight is updated. :func:`mse_ranges` then replaces them with PTQ's
 MSE-optimal ranges (``tfsr.quantization.ranges``), which fine-tuning keeps (``fine_tune(freeze_ranges=True)``):
 E-RFDN with the official weights exports at 31.83 dB on Set5 x4 with no training at all, against 31.00 with
 the moving-average ranges (float 32.16).
