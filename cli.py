@@ -170,7 +170,8 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
 @click.option("--io", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True)
 @click.option("--calib-data", default=None, help="Image folder for calibration/fine-tuning (default ../shared/data/train291).")
 @click.option("--calib-count", type=int, default=None,
-              help="Calibration (and fine-tuning) patches.  [default: 200; 1000 with --method qat]")
+              help="Calibration (and fine-tuning) patches; QAT calibrates on the first 200x48x48 LR pixels of "
+                   "them.  [default: 200; 1000 with --method qat]")
 @click.option("--train-data", default=None,
               help="QAT/pruning: fine-tune on the training pipeline's patch stream of this source (as train's --data: "
                    "div2k, an image folder, tfds:div2k) instead of --calib-count patches of --calib-data.")

@@ -289,16 +289,30 @@ def test_reconstructed_weights_are_what_the_int8_model_holds_and_the_float_model
         assert reports["reconstruct"]["scores"][key] == reports["nearest"]["scores"][key]
 
 
-def test_reconstruction_takes_the_first_patches_within_its_pixel_budget():
-    from pipelines.quantize import reconstruction_patches
+def test_calibration_takes_the_first_patches_within_its_pixel_budget():
+    from pipelines.quantize import calibration_patches
 
     def kept(count, size):
         lr = np.empty((count, size, size, 3), np.uint8)
-        chosen = reconstruction_patches(lr)
+        chosen = calibration_patches(lr)
         assert chosen.base is lr  # the first ones, a view
         return len(chosen)
 
     assert [kept(1000, 48), kept(1000, 96), kept(8, 16), kept(2, 1024)] == [200, 50, 8, 1]
+
+
+def test_qat_calibrates_on_ptqs_default_pixels_and_fine_tunes_on_every_patch(workspace):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    budget = 200 * 48 * 48 // (40 * 40)  # PTQ's default 200 patches of 48x48, in 40x40 patches
+    for method, calibrated in (("ptq", 300), ("qat", budget)):  # PTQ calibrates on every patch it is given
+        extra = ["--method", method, "--calib-count", "300", "--patch", "40", "--steps", "1", "--batch-size", "2"]
+        result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra)])
+        assert result.exit_code == 0, result.output
+        assert "sampling 300 LR/HR patch pairs" in result.output
+        assert f"convs on {calibrated} patches" in result.output  # equalization
+    assert f"activations on {budget} patches, kept while fine-tuning" in result.output
 
 
 def test_qat_starts_from_the_reconstructed_weights(workspace):
