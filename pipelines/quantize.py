@@ -261,10 +261,10 @@ def fine_tuning_backups(out: Path, config: QuantizeConfig, log) -> FineTuningBac
     return FineTuningBackups(folders, options, resumed_step)
 
 
-def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: FineTuningBackups, csv_log: Path, log,
-                       start=None):  # fmt: skip
+def quantization_aware(model, config: QuantizeConfig, pairs, calibration, stream, backups: FineTuningBackups,
+                       csv_log: Path, log, start=None):  # fmt: skip
     """The QAT model of ``model`` (or of ``start``, its weights chosen for int8, fine-tuned towards ``model``):
-    ranges calibrated (then MSE-optimal on the first ``calibration_patches``), fine-tuned ``config.steps x epochs``
+    ranges calibrated (then MSE-optimal on the LR patches ``calibration``), fine-tuned ``config.steps x epochs``
     steps on ``stream`` (or all of the fixed ``pairs``); its float weights are copied back into ``model``."""
     from tfsr.keras import keras
     from tfsr.quantization.configs import quantize_model
@@ -272,12 +272,11 @@ def quantization_aware(model, config: QuantizeConfig, pairs, stream, backups: Fi
                                        fine_tune, mse_ranges)  # fmt: skip
 
     qmodel = quantize_model(model if start is None else start, preserve_sparsity=bool(config.prune))
-    calibration = calibrate_ranges(qmodel, pairs.lr[:32])
-    log(f"activation ranges calibrated in {calibration.passes} passes (last change {calibration.final_change:.1e})")
+    calibrated = calibrate_ranges(qmodel, pairs.lr[:32])
+    log(f"activation ranges calibrated in {calibrated.passes} passes (last change {calibrated.final_change:.1e})")
     if config.ranges == "mse":
-        patches = calibration_patches(pairs.lr)
-        log(f"MSE-optimal ranges for {mse_ranges(qmodel, patches)} activations on {len(patches)} patches, kept while "
-            f"fine-tuning")
+        log(f"MSE-optimal ranges for {mse_ranges(qmodel, calibration)} activations on {len(calibration)} patches, "
+            f"kept while fine-tuning")
     towards_float = config.qat_target == "float"
     if stream is not None:  # streamed: the float model's outputs are computed batch by batch
         data, teacher = stream, model if towards_float else None
@@ -398,10 +397,10 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         with backups.kept_while("prune") as backup:
             model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
                           csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
+    # QAT's patches are for fine-tuning: it calibrates on as many as PTQ does by default
+    calibration = pairs.lr if config.method == "ptq" else calibration_patches(pairs.lr)
     preparation = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
-        # QAT's patches are for fine-tuning: it calibrates on as many as PTQ does by default
-        calibration = pairs.lr if config.method == "ptq" else calibration_patches(pairs.lr)
         preparation = prepared_for_int8(model, calibration, config.fold_residuals, config.split_sums, config.equalize, log)
         model = preparation.model
     reconstruction = start = None
@@ -412,7 +411,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         log(f"choosing int8 weights layer by layer on {len(patches)} calibration patches")
         start, reconstruction = reconstructed(model, patches, log=log)
     if config.method == "qat":
-        qmodel = quantization_aware(model, config, pairs, stream, backups, fine_tuning_log, log, start=start)
+        qmodel = quantization_aware(model, config, pairs, calibration, stream, backups, fine_tuning_log, log, start=start)
         int8_options = tflite.ConvertOptions("int8-qat", config.io, input_hw, config.per_channel)
         # The patches only calibrate tensors without a fake-quant node (e.g. inside Average): learned ranges stay.
         int8_model, representative = qmodel, list(pairs.lr)
