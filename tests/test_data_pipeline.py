@@ -1,6 +1,8 @@
 """The training input pipeline: sources, aligned crops, augmentation, determinism, LR cache, bad files."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,6 +133,18 @@ def test_paired_folders_and_unknown_layouts(tmp_path, rng):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TfsrError, match="holds no images"):
         find_source(tmp_path / "empty", SCALE)
+
+
+def test_skip_log_lists_the_first_files_then_warns_once_for_the_rest():
+    from tfsr.data.sources import SkipLog
+
+    warnings = []
+    skips = SkipLog(warn=warnings.append, listed=3)
+    for i in [*range(8), 2]:
+        skips.add(Path(f"t{i}.png"), "20x20, smaller than an HR patch of 192x192")
+    assert len(skips.skipped) == 8
+    assert warnings[:3] == [f"warning: skipping t{i}.png: 20x20, smaller than an HR patch of 192x192" for i in range(3)]
+    assert warnings[3:] == ["warning: skipping more files than the 3 above; the rest are not listed here"]
 
 
 @pytest.mark.bad_input
