@@ -18,7 +18,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from tfsr import layers as tfsr_layers
 from tfsr.errors import TfsrError
 from tfsr.keras import keras
-from tfsr.models.common import activation_name, model_nodes
+from tfsr.models.common import activation_name, graph_use
 
 quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -167,26 +167,17 @@ def config_for(layer) -> QuantizeConfig | None:
     raise TfsrError(f"layer {layer.name} ({name}) has weights but no int8 quantize config; add one in {__name__}")
 
 
-def _own_graph(model: keras.Model) -> tuple[dict[str, list], dict[str, list]]:
-    """{layer: its input layers} and {layer: its consumers} over the model's own nodes (``model_nodes``)."""
-    inputs, consumers = {}, {}
-    for layer, _, tensors, _ in model_nodes(model):
-        inputs[layer.name] = [t._keras_history.layer for t in tensors]
-        for source in inputs[layer.name]:
-            consumers.setdefault(source.name, []).append(layer)
-    return inputs, consumers
-
-
 def clip_producers(model: keras.Model) -> set[str]:
     """Names of the layers whose output reaches an output clip through nothing but pixel shuffles, and feeds
     nothing else: a plain conv (linear activation) or a weightless layer (an Add included)."""
-    inputs, consumers = _own_graph(model)
+    use = graph_use(model)
     found = set()
-    for clip in filter(is_output_clip, model.layers):
-        [layer] = inputs[clip.name]
-        while isinstance(layer, tfsr_layers.PixelShuffle) and len(consumers[layer.name]) == 1:
-            [layer] = inputs[layer.name]
-        if len(consumers[layer.name]) != 1 or isinstance(layer, keras.layers.InputLayer):
+    for [tensor] in (inputs for layer, _, inputs, _ in use.nodes if is_output_clip(layer)):
+        layer, inputs = use.producers[id(tensor)]
+        while isinstance(layer, tfsr_layers.PixelShuffle) and use.readers[id(tensor)] == 1:
+            [tensor] = inputs
+            layer, inputs = use.producers[id(tensor)]
+        if use.readers[id(tensor)] != 1 or isinstance(layer, keras.layers.InputLayer):
             continue
         plain_conv = type(layer) is keras.layers.Conv2D and activation_name(layer) in ("", "linear")
         # An Add: where tfsr.quantization.split summed the parts of the last conv.
