@@ -50,7 +50,7 @@ class ImageSource:
 @dataclass
 class SkipLog:
     """Files skipped by the pipeline, thread-safe (tf.data decodes in parallel). The first ``listed`` get a
-    warning each, the rest one warning together: T91 at an LR patch of 48 (x4) has 49 images too small."""
+    warning each, the rest one warning together: at x4 with LR patch 48, 51 images of train291 are too small."""
 
     warn: object = print
     listed: int = 5
