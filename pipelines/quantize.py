@@ -398,7 +398,7 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
             model = prune(model, pairs if stream is None else stream, config.prune, steps, config.batch, log=log,
                           csv_log=fine_tuning_log, backup_dir=backup)  # fmt: skip
     # QAT's patches are for fine-tuning: it calibrates on as many as PTQ does by default
-    calibration = pairs.lr if config.method == "ptq" else calibration_patches(pairs.lr)
+    calibration = calibration_patches(pairs.lr) if config.method == "qat" else pairs.lr
     preparation = None
     if config.method in ("ptq", "qat"):  # int8 only: 16x8 has range to spare
         preparation = prepared_for_int8(model, calibration, config.fold_residuals, config.split_sums, config.equalize, log)
