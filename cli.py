@@ -197,6 +197,8 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
                    "or the HR patches (also retrains the float weights on the calibration images).")
 @click.option("--lr", type=float, default=5e-5, show_default=True,
               help="QAT fine-tuning learning rate (Adam).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="QAT fine-tuning: keep --lr, or decay it to 0 along a cosine over --epochs x --steps.")
 @click.option("--fold-residuals/--no-fold-residuals", default=True, show_default=True,
               help="PTQ/QAT: fold each identity residual conv(x) + x into its conv (exact), so that equalization "
                    "can scale the block outputs freely.")
@@ -211,14 +213,14 @@ def train(model, scale, data, data_root, steps, epochs, steps_per_epoch, batch_s
                    "patches so that each conv reproduces its float output from the int8 network's inputs "
                    "(GPTQ rounding and bias correction; minutes). PTQ converts them, QAT starts from them.")
 def quantize(model, method, prune, target, input_size, io, calib_data, calib_count, train_data, calib_seed, patch, epochs,
-             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, fold_residuals, split_sums,
+             steps, batch_size, data, out, strict, ranges, concat_scales, qat_target, lr, lr_schedule, fold_residuals, split_sums,
              equalize, weight_rounding):  # fmt: skip
     """int8 TFLite from MODEL (.keras or run folder; default: the newest run in saved_models/), with its report."""
     from pipelines.quantize import QuantizeConfig, run
 
     config = QuantizeConfig(model, method, prune, target, input_size, io, calib_data, calib_count, patch, epochs, steps,
                             batch=batch_size, out=out, strict=strict, data=list(data), equalize=equalize, ranges=ranges,
-                            concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr,
+                            concat_scales=concat_scales, qat_target=qat_target, learning_rate=lr, lr_schedule=lr_schedule,
                             fold_residuals=fold_residuals, split_sums=split_sums, calib_seed=calib_seed,
                             train_data=train_data, weight_rounding=weight_rounding)  # fmt: skip
     click.echo(run(config).table())

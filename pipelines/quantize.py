@@ -31,6 +31,7 @@ TARGETS = ("generic", "edgetpu", "nnapi")
 RANGES = ("mse", "mean-batch", "minmax")
 CONCAT_SCALES = ("own", "shared")
 QAT_TARGETS = ("float", "hr")
+LR_SCHEDULES = ("constant", "cosine")
 WEIGHT_ROUNDINGS = ("nearest", "reconstruct")
 # LR pixels of PTQ's default calibration set, 200 patches of 48x48 (fewer of larger patches): what the
 # reconstruction takes, holding all their im2col rows at once (E-RFDN: about 0.8 GB for a 50-channel 3x3 conv), and
@@ -68,7 +69,8 @@ class QuantizeConfig:
     # (MSE-optimal, kept while fine-tuning) or "mean-batch" (tfmot's moving averages of per-batch min/max).
     ranges: str = "mse"
     qat_target: str = "float"  # QAT fine-tuning targets: the float model's outputs (distillation) or "hr" patches
-    learning_rate: float = 5e-5  # QAT fine-tuning: Adam, constant
+    learning_rate: float = 5e-5  # QAT fine-tuning: Adam's initial learning rate
+    lr_schedule: str = "constant"  # QAT fine-tuning: "constant" or "cosine" (decays to 0 over --epochs x --steps)
     concat_scales: str = "own"  # PTQ: "own" (see tfsr.quantization.concat_scales) or "shared" (the converter's)
     calib_seed: int = 0  # which patches are drawn (E-RFDN PTQ: 0.264-0.295 dB over three draws)
     train_data: str | None = None  # QAT/pruning: fine-tune on the training pipeline's stream of this --data source
@@ -119,6 +121,7 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
                                  ("--io", config.io, IO_TYPES), ("--ranges", config.ranges, RANGES),
                                  ("--concat-scales", config.concat_scales, CONCAT_SCALES),
                                  ("--qat-target", config.qat_target, QAT_TARGETS),
+                                 ("--lr-schedule", config.lr_schedule, LR_SCHEDULES),
                                  ("--weight-rounding", config.weight_rounding, WEIGHT_ROUNDINGS)):  # fmt: skip
         if value not in allowed:
             raise TfsrError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
@@ -143,6 +146,8 @@ def validate(config: QuantizeConfig) -> tuple[int, int] | None:
     if config.weight_rounding != "nearest" and config.method == "ptq16x8":
         raise TfsrError(f"--weight-rounding {config.weight_rounding} chooses int8 weights for int8 activations: "
                         f"use --method ptq or qat")  # fmt: skip
+    if config.lr_schedule != "constant" and config.method != "qat":
+        raise TfsrError(f"--lr-schedule {config.lr_schedule} schedules QAT's fine-tuning: add --method qat")
     if config.train_data and config.method != "qat" and not config.prune:
         raise TfsrError("--train-data is what QAT and pruning fine-tune on: add --method qat or --prune SPARSITY")
     hw = parse_size(config.input_size) if config.input_size else None
@@ -286,7 +291,7 @@ def quantization_aware(model, config: QuantizeConfig, pairs, calibration, stream
     log(f"fine-tuning towards the {'float model' if towards_float else 'HR patches'} ({loss.upper()})")
     with backups.kept_while("qat") as backup:
         fine_tune(qmodel, data, config.epochs * config.steps, config.batch, config.learning_rate, log=log, teacher=teacher,
-                  freeze_ranges=config.ranges == "mse", loss=loss, backup_dir=backup,
+                  freeze_ranges=config.ranges == "mse", loss=loss, cosine=config.lr_schedule == "cosine", backup_dir=backup,
                   callbacks=[keras.callbacks.CSVLogger(str(csv_log), append=True)])  # fmt: skip
     copy_float_weights(qmodel, model)  # float scores are of the fine-tuned weights
     return qmodel

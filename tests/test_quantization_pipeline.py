@@ -143,6 +143,7 @@ def test_quantize_requantizes_concat_inputs_and_strict_names_the_option(workspac
         (["--calib-seed", "-1"], "--calib-seed must be at least 0, not -1"),
         (["--train-data", "imgs"], "--train-data is what QAT and pruning fine-tune on: add --method qat or --prune SPARSITY"),
         (["--method", "qat", "--train-data", "imgs", "--input-size", "16x24"], "--train-data streams square patches"),
+        (["--prune", "0.5", "--lr-schedule", "cosine"], "--lr-schedule cosine schedules QAT's fine-tuning: add --method qat"),
         (["--equalize", "2"], "--equalize must be between 0 (off) and 1, not 2.0"),
         (["--concat-scales", "mixed"], "Invalid value for '--concat-scales'"),
         (["--method", "qat", "--ranges", "minmax"], "--ranges minmax is the stock PTQ converter's; with --method qat use mse or mean-batch"),
@@ -313,6 +314,24 @@ def test_qat_calibrates_on_ptqs_default_pixels_and_fine_tunes_on_every_patch(wor
         assert "sampling 300 LR/HR patch pairs" in result.output
         assert f"convs on {calibrated} patches" in result.output  # equalization
     assert f"activations on {budget} patches, kept while fine-tuning" in result.output
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_qat_learning_rate_follows_the_schedule_into_the_log(workspace, schedule):
+    from cli import cli
+
+    tmp_path, calib, data = workspace
+    extra = ["--method", "qat", "--steps", "4", "--batch-size", "4", "--lr", "1e-3", "--lr-schedule", schedule]
+    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tiny_int8.json").read_text())
+    assert report["config"]["lr_schedule"] == schedule
+    with open(report["fine_tuning"]["log"]) as log:
+        rates = [float(row["lr"]) for row in csv.DictReader(log)]
+    # Logged after each of the 4 steps: the rate that step took, the cosine's value for steps 0-3 of 4.
+    expected = [1e-3] * 4 if schedule == "constant" else [1e-3 * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-12)
+    assert "fine-tuning step 4/4: L2" in result.output and f"lr {expected[-1]:.2g}" in result.output
 
 
 def test_qat_starts_from_the_reconstructed_weights(workspace):

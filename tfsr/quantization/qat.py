@@ -137,6 +137,7 @@ class Distillation(keras.Model):
     def __init__(self, student, teacher):
         super().__init__()
         self.student, self.teacher = student, teacher
+        self.build(student.input_shape)  # BackupAndRestore warns about an unbuilt model (and defers its restore)
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
@@ -182,12 +183,20 @@ def fine_tune(qmodel, data: PatchPairs | tf.data.Dataset, steps: int, batch: int
     diverged = StopOnNonFiniteLoss()
     if backup_dir is not None:
         callbacks = [*callbacks, GuardedBackupAndRestore(str(backup_dir), save_freq=backup_every, delete_checkpoint=True)]
+    callbacks = [_RecordLearningRate(), *callbacks, diverged, _ProgressLog(every, steps, loss.upper(), log)]
     with fast_range_ema(1.0) if freeze_ranges else contextlib.nullcontext():  # in effect when fit traces the step
-        history = trained.fit(dataset, steps_per_epoch=every, epochs=-(-steps // every), verbose=0,
-                              callbacks=[*callbacks, diverged, _ProgressLog(every, steps, loss.upper(), log)])  # fmt: skip
+        history = trained.fit(dataset, steps_per_epoch=every, epochs=-(-steps // every), verbose=0, callbacks=callbacks)
     if diverged.stopped_at_step is not None:
         raise FineTuningDiverged(diverged.stopped_at_step)
     return [float(v) for v in history.history["loss"]]
+
+
+class _RecordLearningRate(keras.callbacks.Callback):
+    """First of the callbacks, so that those after it (the CSV log, the progress log) see the learning rate of
+    the step just taken (the optimizer keeps a schedule's value from its last update)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["lr"] = float(self.model.optimizer.learning_rate)
 
 
 class _ProgressLog(keras.callbacks.Callback):
@@ -196,7 +205,8 @@ class _ProgressLog(keras.callbacks.Callback):
         self.every, self.steps, self.loss_name, self.log = every, steps, loss_name, log
 
     def on_epoch_end(self, epoch, logs=None):
-        self.log(f"fine-tuning step {min((epoch + 1) * self.every, self.steps)}/{self.steps}: {self.loss_name} {logs['loss']:.3f}")
+        self.log(f"fine-tuning step {min((epoch + 1) * self.every, self.steps)}/{self.steps}: {self.loss_name} "
+                 f"{logs['loss']:.3f}, lr {logs['lr']:.2g}")  # fmt: skip
 
 
 def copy_float_weights(qmodel, model) -> None:
