@@ -144,6 +144,27 @@ def test_pruning_killed_then_resumed_from_its_backup_reaches_its_sparsity(pairs,
     assert not (backup / "chief").exists()
 
 
+@pytest.mark.fault
+def test_killed_cosine_fine_tuning_resumes_on_its_schedule(pairs, tmp_path):
+    class Killed(Exception):
+        pass
+
+    class KillAtStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 13:
+                raise Killed  # after the backup of step 12
+
+    model, backup = tiny_sr(2), tmp_path / "backup"
+    options = dict(steps=20, batch=4, learning_rate=1e-3, cosine=True, backup_dir=backup, backup_every=2)
+    with pytest.raises(Killed):
+        fine_tune(model, pairs, callbacks=[KillAtStep()], log=lambda m: None, **options)
+    logged = []
+    fine_tune(model, pairs, log=logged.append, **options)
+    # Steps 13-20 ran at the cosine's values for steps 12-19 of 20, not at a schedule restarted from 1e-3.
+    rates = {int(line.split("/")[0].split()[-1]): line.split("lr ")[-1] for line in logged}
+    assert rates == {s: f"{1e-3 * (1 + np.cos(np.pi * (s - 1) / 20)) / 2:.2g}" for s in range(14, 21, 2)}
+
+
 def test_range_calibration_converges_and_qat_export_matches(pairs):
     model = tiny_sr(2)
     qmodel = configs.quantize_model(model)
