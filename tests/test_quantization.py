@@ -87,8 +87,8 @@ def test_fine_tuning_takes_l2_and_a_cosine_learning_rate(pairs):
         fine_tune(qmodel, pairs, steps=1, loss="huber")
 
 
-def test_distillation_fine_tunes_towards_the_teacher_on_a_stream_of_batches(pairs):
-    from tfsr.quantization.qat import distillation_pairs, pairs_dataset
+def test_distillation_fine_tunes_towards_the_teacher_on_a_stream_of_batches(pairs, tmp_path):
+    from tfsr.quantization.qat import Distillation, distillation_pairs, pairs_dataset
 
     teacher = tiny_sr(2, seed=1)
     student = tiny_sr(2, seed=2)  # another function: far from the teacher
@@ -97,9 +97,16 @@ def test_distillation_fine_tunes_towards_the_teacher_on_a_stream_of_batches(pair
     def distance():
         return float(np.mean((student.predict(pairs.lr, verbose=0) - teacher.predict(pairs.lr, verbose=0)) ** 2))
 
-    before = distance()
+    before, teacher_weights = distance(), teacher.get_weights()
     losses = fine_tune(student, stream, steps=20, learning_rate=1e-3, log=lambda m: None, loss="l2", teacher=teacher)
     assert len(losses) == 10 and losses[-1] < losses[0]
+    assert all(np.array_equal(a, b) for a, b in zip(teacher.get_weights(), teacher_weights))
+    trained = Distillation(student, teacher)
+    trained.compile(optimizer=keras.optimizers.Adam(1e-9), loss="mse")
+    # BackupAndRestore (fine_tune's backups) builds the optimizer on the model's trainable variables up front
+    trained.fit(stream, steps_per_epoch=1, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))])
+    # Adam's step counter and two slots per student weight: none for the teacher's, which are not trained
+    assert len(trained.optimizer.variables) == 1 + 2 * len(student.trainable_variables)
     assert distance() < 0.8 * before  # towards the teacher, not towards the zero targets
     # precomputed targets (what quantize does with a fixed patch set) give the same first loss as the stream
     first = fine_tune(tiny_sr(2, seed=2), distillation_pairs(teacher, pairs.lr), steps=1, batch=16, log=lambda m: None,

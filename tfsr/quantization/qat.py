@@ -137,7 +137,11 @@ class Distillation(keras.Model):
     def __init__(self, student, teacher):
         super().__init__()
         self.student, self.teacher = student, teacher
-        self.build(student.input_shape)  # BackupAndRestore warns about an unbuilt model (and defers its restore)
+        self.build(student.input_shape)  # BackupAndRestore warns about an unbuilt model
+
+    @property
+    def trainable_weights(self):  # the teacher stays as it is: no optimizer slots for its weights
+        return self.student.trainable_weights
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
