@@ -101,13 +101,13 @@ def test_distillation_fine_tunes_towards_the_teacher_on_a_stream_of_batches(pair
     losses = fine_tune(student, stream, steps=20, learning_rate=1e-3, log=lambda m: None, loss="l2", teacher=teacher)
     assert len(losses) == 10 and losses[-1] < losses[0]
     assert all(np.array_equal(a, b) for a, b in zip(teacher.get_weights(), teacher_weights))
+    assert distance() < 0.8 * before  # towards the teacher, not towards the zero targets
     trained = Distillation(student, teacher)
     trained.compile(optimizer=keras.optimizers.Adam(1e-9), loss="mse")
     # BackupAndRestore (fine_tune's backups) builds the optimizer on the model's trainable variables up front
     trained.fit(stream, steps_per_epoch=1, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))])
     # Adam's step counter and two slots per student weight: none for the teacher's, which are not trained
     assert len(trained.optimizer.variables) == 1 + 2 * len(student.trainable_variables)
-    assert distance() < 0.8 * before  # towards the teacher, not towards the zero targets
     # precomputed targets (what quantize does with a fixed patch set) give the same first loss as the stream
     first = fine_tune(tiny_sr(2, seed=2), distillation_pairs(teacher, pairs.lr), steps=1, batch=16, log=lambda m: None,
                       loss="l2")  # fmt: skip
