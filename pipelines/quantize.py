@@ -39,6 +39,7 @@ WEIGHT_ROUNDINGS = ("nearest", "reconstruct")
 # --split-sums`: 32.0321 / 28.4312 dB on Set5 / Set14 in 10.6 minutes, against 32.0163 / 28.4352 in 13.8 on all 1,000).
 CALIBRATION_PIXELS = 200 * 48 * 48
 BEFORE_FINE_TUNING = "float keras, before fine-tuning"
+QAT_KERAS = "qat keras (fake-quantized)"
 EDGETPU_DEFAULT_HW = (64, 64)
 
 
@@ -466,8 +467,10 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
         "float keras": KerasPredictor(model, scale, "float keras"),
         "float tflite": with_tiling(tflite.TFLitePredictor(floats["float32"], "float tflite", scale, config.threads), None),
         "float16 tflite": with_tiling(tflite.TFLitePredictor(floats["float16"], "float16 tflite", scale, config.threads), None),
-        "int8 tflite": with_tiling(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads), None),
     }
+    if config.method == "qat":  # the fake-quantized model QAT trained: its int8 export should score the same
+        predictors[QAT_KERAS] = KerasPredictor(int8_model, scale, QAT_KERAS)
+    predictors["int8 tflite"] = with_tiling(tflite.TFLitePredictor(int8_bytes, "int8 tflite", scale, config.threads), None)
     scores = {}
     for label, predictor in predictors.items():
         for bench in benches:
