@@ -320,41 +320,39 @@ def test_qat_calibrates_on_ptqs_default_pixels_and_fine_tunes_on_every_patch(wor
     assert f"activations on {budget} patches, kept while fine-tuning" in result.output
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_qat_learning_rate_follows_the_schedule_into_the_log(workspace, schedule):
+def tiny_qat(workspace, *extra) -> tuple[str, dict, list[dict]]:
+    """A tiny QAT run through the CLI: its output, its report and the rows of its fine-tuning log."""
     from cli import cli
 
     tmp_path, calib, data = workspace
-    extra = ["--method", "qat", "--steps", "4", "--batch-size", "4", "--lr", "1e-3", "--lr-schedule", schedule]
-    result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra)])
+    args = quantize_args(tmp_path, calib, data, "--method", "qat", "--batch-size", "4", *extra)
+    result = CliRunner().invoke(cli, ["quantize", *args])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "tiny_int8.json").read_text())
-    assert report["config"]["lr_schedule"] == schedule
     with open(report["fine_tuning"]["log"]) as log:
-        rates = [float(row["lr"]) for row in csv.DictReader(log)]
+        return result.output, report, list(csv.DictReader(log))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_qat_learning_rate_follows_the_schedule_into_the_log(workspace, schedule):
+    output, report, rows = tiny_qat(workspace, "--steps", "4", "--lr", "1e-3", "--lr-schedule", schedule)
+    assert report["config"]["lr_schedule"] == schedule
     # Logged after each of the 4 steps: the rate that step took, the cosine's value for steps 0-3 of 4.
     expected = [1e-3] * 4 if schedule == "constant" else [1e-3 * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
-    np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-12)
-    assert "fine-tuning step 4/4: L2" in result.output and f"lr {expected[-1]:.2g}" in result.output
+    np.testing.assert_allclose([float(row["lr"]) for row in rows], expected, rtol=1e-5, atol=1e-12)
+    assert "fine-tuning step 4/4: L2" in output and f"lr {expected[-1]:.2g}" in output
 
 
 def test_qat_fine_tunes_towards_the_target_asked(workspace):
-    from cli import cli
     from pipelines.quantize import QAT_TARGETS
 
-    tmp_path, calib, data = workspace
-    first_loss, output = {}, {}
+    first_loss, outputs = {}, {}
     for target in QAT_TARGETS:
-        extra = ["--method", "qat", "--steps", "1", "--batch-size", "4", "--lr", "1e-9", "--qat-target", target]
-        result = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, *extra)])
-        assert result.exit_code == 0, result.output
-        report = json.loads((tmp_path / "tiny_int8.json").read_text())
+        outputs[target], report, rows = tiny_qat(workspace, "--steps", "1", "--lr", "1e-9", "--qat-target", target)
         assert report["config"]["qat_target"] == target
-        with open(report["fine_tuning"]["log"]) as log:
-            first_loss[target] = float(next(csv.DictReader(log))["loss"])
-        output[target] = result.output
-    assert "fine-tuning towards the float model (L2)" in output["float"]
-    assert "fine-tuning towards the HR patches (L1)" in output["hr"]
+        first_loss[target] = float(rows[0]["loss"])
+    assert "fine-tuning towards the float model (L2)" in outputs["float"]
+    assert "fine-tuning towards the HR patches (L1)" in outputs["hr"]
     # Before any step the fake-quantized model is its float self up to rounding (measured L2 0.23), while this
     # untrained model is far from the HR patches (L1 25.0).
     assert first_loss["hr"] > 10 * first_loss["float"]
