@@ -104,8 +104,9 @@ def test_quantize_prune_then_qat_keeps_sparsity(workspace):
     assert abs(report["drop_db"]["Tiny"]) < 0.2  # float and int8 scores are of the same fine-tuned weights
     # The fake-quantized model QAT trained is scored too, and its int8 export agrees with it (measured 0.002 dB),
     # closer than either is to the float weights (0.03 dB).
-    qat, scores = report["scores"]["qat keras (fake-quantized)"]["Tiny"]["psnr_y"], report["scores"]
-    assert abs(qat - scores["int8 tflite"]["Tiny"]["psnr_y"]) < 0.01 < abs(qat - scores["float keras"]["Tiny"]["psnr_y"])
+    tiny = {label: per["Tiny"]["psnr_y"] for label, per in report["scores"].items()}
+    qat = tiny["qat keras (fake-quantized)"]
+    assert abs(qat - tiny["int8 tflite"]) < 0.01 < abs(qat - tiny["float keras"])
     # The model as given is scored too; pruning's fine-tuning on HR patches moved this untrained model (measured
     # 21.10 -> 22.58 dB), so the two drops differ.
     before = report["scores"]["float keras, before fine-tuning"]["Tiny"]["psnr_y"]
@@ -320,12 +321,13 @@ def test_qat_calibrates_on_ptqs_default_pixels_and_fine_tunes_on_every_patch(wor
     assert f"activations on {budget} patches, kept while fine-tuning" in result.output
 
 
-def tiny_qat(workspace, *extra) -> tuple[str, dict, list[dict]]:
-    """A tiny QAT run through the CLI: its output, its report and the rows of its fine-tuning log."""
+def tiny_fine_tuning(workspace, *extra) -> tuple[str, dict, list[dict]]:
+    """A tiny fine-tuning run (QAT or pruning, as ``extra`` asks) through the CLI, batches of 4: its output, its
+    report and the rows of its fine-tuning log."""
     from cli import cli
 
     tmp_path, calib, data = workspace
-    args = quantize_args(tmp_path, calib, data, "--method", "qat", "--batch-size", "4", *extra)
+    args = quantize_args(tmp_path, calib, data, "--batch-size", "4", *extra)
     result = CliRunner().invoke(cli, ["quantize", *args])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "tiny_int8.json").read_text())
@@ -335,7 +337,7 @@ def tiny_qat(workspace, *extra) -> tuple[str, dict, list[dict]]:
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_qat_learning_rate_follows_the_schedule_into_the_log(workspace, schedule):
-    output, report, rows = tiny_qat(workspace, "--steps", "4", "--lr", "1e-3", "--lr-schedule", schedule)
+    output, report, rows = tiny_fine_tuning(workspace, "--method", "qat", "--steps", "4", "--lr", "1e-3", "--lr-schedule", schedule)
     assert report["config"]["lr_schedule"] == schedule
     # Logged after each of the 4 steps: the rate that step took, the cosine's value for steps 0-3 of 4.
     expected = [1e-3] * 4 if schedule == "constant" else [1e-3 * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
@@ -348,7 +350,8 @@ def test_qat_fine_tunes_towards_the_target_asked(workspace):
 
     first_loss, outputs = {}, {}
     for target in QAT_TARGETS:
-        outputs[target], report, rows = tiny_qat(workspace, "--steps", "1", "--lr", "1e-9", "--qat-target", target)
+        outputs[target], report, rows = tiny_fine_tuning(workspace, "--method", "qat", "--steps", "1", "--lr", "1e-9",
+                                                         "--qat-target", target)  # fmt: skip
         assert report["config"]["qat_target"] == target
         first_loss[target] = float(rows[0]["loss"])
     assert "fine-tuning towards the float model (L2)" in outputs["float"]
@@ -390,19 +393,12 @@ def test_reconstruction_of_a_recurrent_model_is_a_one_line_refusal(workspace):
 
 @pytest.mark.parametrize("fine_tuning", [["--method", "qat"], ["--prune", "0.5"]])
 def test_fine_tuning_streams_the_training_pipelines_patches(workspace, monkeypatch, fine_tuning):
-    from cli import cli
-
-    tmp_path, calib, data = workspace
+    tmp_path, calib, _ = workspace
     monkeypatch.setenv("TFSR_CACHE", str(tmp_path / "lr_cache"))  # the folder's bicubic LR images land here
     tiny_sr(2, width=16).save(tmp_path / "tiny.keras")  # a body conv big enough to prune
-    args = quantize_args(tmp_path, calib, data, *fine_tuning, "--train-data", str(calib), "--steps", "4", "--batch-size", "4")
-    result = CliRunner().invoke(cli, ["quantize", *args])
-    assert result.exit_code == 0, result.output
-    assert "fine-tuning on patches streamed from" in result.output and str(calib) in result.output
-    report = json.loads((tmp_path / "tiny_int8.json").read_text())
+    output, report, rows = tiny_fine_tuning(workspace, *fine_tuning, "--train-data", str(calib), "--steps", "4")
+    assert "fine-tuning on patches streamed from" in output and str(calib) in output
     assert report["fine_tuning"]["steps"] == 4 and str(calib) in report["fine_tuning"]["data"]
-    with open(report["fine_tuning"]["log"]) as log:
-        rows = list(csv.DictReader(log))
     assert len(rows) == 4 and all(np.isfinite(float(row["loss"])) for row in rows)  # one row per logged step
     assert report["audit"]["problems"] == []
 
