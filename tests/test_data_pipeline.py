@@ -54,21 +54,35 @@ def test_div2k_layout_pairs_lr_files_and_crops_stay_aligned_through_augmentation
     assert source.images[0].lr.name == "0001x2.png"
     batches, skips = _batches(source, PatchConfig(PATCH, 4, crops_per_image=4, seed=3), 12)
     assert not skips.skipped
-    orientations = set()
     for lr, hr in batches:
         assert lr.shape == (4, PATCH, PATCH, 3) and hr.shape == (4, 2 * PATCH, 2 * PATCH, 3)
         assert lr.dtype == hr.dtype == np.float32
         np.testing.assert_array_equal(np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2), hr)
-        orientations.update(_orientation(p) for p in lr)
-    assert len(orientations) > 4  # flips and transposes happen (up to 8 symmetries)
 
 
-def _orientation(patch):
-    """Which of the 8 symmetries of the source a crop shows is unknown, but distinct gradients differ: use
-    the sign pattern of the mean row/column differences and of the diagonal as a proxy."""
-    rows = np.sign(np.mean(np.diff(patch, axis=0)))
-    cols = np.sign(np.mean(np.diff(patch, axis=1)))
-    return rows, cols, bool(np.mean(patch[0, -1]) > np.mean(patch[-1, 0]))
+@pytest.mark.parametrize("augment", [True, False])
+def test_crops_show_all_eight_symmetries_of_real_windows(augment):
+    from tfsr.data.patches import PatchConfig, _random_crops
+    from tfsr.keras import tf
+
+    # Each LR pixel holds its own (row, column): a crop tells exactly which window it is and how it is turned.
+    rows, cols = np.meshgrid(np.arange(20), np.arange(24), indexing="ij")
+    lr = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    hr = np.repeat(np.repeat(lr, SCALE, axis=0), SCALE, axis=1)
+    config = PatchConfig(PATCH, 4, crops_per_image=4, augment=augment)
+    symmetries = set()
+    for visit in range(16):
+        lr_crops, hr_crops = _random_crops(tf.constant(lr), tf.constant(hr), tf.constant([visit, 7]), config, SCALE)
+        for crop, hr_crop in zip(lr_crops.numpy(), hr_crops.numpy()):
+            np.testing.assert_array_equal(np.repeat(np.repeat(crop, SCALE, axis=0), SCALE, axis=1), hr_crop)
+            transposed = crop[1, 0, 1] != crop[0, 0, 1]  # the column index changes down the crop
+            upright = crop.transpose(1, 0, 2) if transposed else crop
+            row_flip, col_flip = upright[-1, 0, 0] < upright[0, 0, 0], upright[0, -1, 1] < upright[0, 0, 1]
+            upright = upright[::-1 if row_flip else 1, ::-1 if col_flip else 1]
+            top, left = upright[0, 0, :2]
+            np.testing.assert_array_equal(upright, lr[top : top + PATCH, left : left + PATCH])
+            symmetries.add((transposed, row_flip, col_flip))
+    assert len(symmetries) == (8 if augment else 1)
 
 
 def test_same_seed_same_stream_other_seed_other_stream(div2k_root):

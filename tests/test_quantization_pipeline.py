@@ -64,7 +64,8 @@ def test_quantize_ptq_writes_tflite_and_report(workspace):
     assert abs(report["scores"]["float tflite"]["Tiny"]["psnr_y"] - float_db) < 0.01
     assert abs(report["scores"]["float16 tflite"]["Tiny"]["psnr_y"] - float_db) < 0.1
     assert report["drop_from_model_before_fine_tuning_db"] is None
-    assert abs(report["drop_db"]["Tiny"]) < 0.2
+    int8_db = report["scores"]["int8 tflite"]["Tiny"]["psnr_y"]
+    assert report["drop_db"]["Tiny"] == pytest.approx(float_db - int8_db) and abs(float_db - int8_db) < 0.2
     assert report["equalization"]["strength"] == 1.0 and report["equalization"]["channel_classes"] > 0  # the default
     assert report["concat_inputs_requantized"] == []  # its concat reads the graph input and a tensor only it reads
     assert report["sizes"]["int8 tflite"]["raw"] < report["sizes"]["float32 tflite"]["raw"]

@@ -24,6 +24,24 @@ def test_mse_range_clips_a_rare_outlier_and_keeps_a_uniform_range():
     assert mse_range(uniform, -5.0, 5.0) == pytest.approx((-5.0, 5.0))
 
 
+def test_mse_range_is_the_range_of_least_measured_int8_error():
+    # The search models int8 error (step**2 / 12 inside, squared distance outside); with clipping unweighted it
+    # must pick the candidate whose int8 rounding of the samples really errs least (heavy tails: an inner optimum).
+    from tfsr.quantization.ranges import FRACTIONS
+    from tfsr.quantization.simulate import fake_quant
+
+    samples = np.random.default_rng(0).laplace(0.0, 1.0, 20_000)
+    lo, hi = samples.min(), samples.max()
+    chosen = mse_range(np.histogram(samples, BINS, (lo, hi))[0], lo, hi, clip_weight=1.0)
+
+    def measured(rng):
+        return np.mean((fake_quant(samples, *rng) - samples) ** 2)
+
+    best = min(measured((f * lo, g * hi)) for f in FRACTIONS for g in FRACTIONS)
+    assert lo < chosen[0] < 0 < chosen[1] < hi
+    assert measured(chosen) <= 1.02 * best
+
+
 @pytest.mark.parametrize("method", ["mse", "mean-batch"])
 def test_minmax_path_equals_the_stock_converter_and_ranges_shrink(method):
     rng = np.random.default_rng(1)
