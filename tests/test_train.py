@@ -81,6 +81,35 @@ def test_tiny_run_writes_a_folder_evaluate_scores_identically_and_resumes(tmp_pa
 
 
 @pytest.mark.fault
+def test_learning_rate_halves_at_each_multiple_of_the_recipes_period():
+    from pipelines.train import TrainConfig, _compile_model
+    from tfsr.keras import keras
+    from tfsr.registry import get_spec
+    from tfsr.training.distribute import make_strategy
+
+    settings = {"learning_rate": 1e-4, "halve_every": 3, "adam_betas": [0.9, 0.999], "adam_epsilon": 1e-8, "loss": "l1"}
+    model, _ = _compile_model(TrainConfig(model="slwsr16", scale=SCALE), get_spec("slwsr16"), settings,
+                              make_strategy("default"))  # fmt: skip
+    schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
+    rates = [float(schedule(step)) for step in (0, 2, 3, 5, 6)]
+    assert rates == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5])  # s-LWSR: halved every 200,000 steps
+
+
+def test_losses_read_pixels_on_a_unit_scale():
+    from tfsr.training.losses import charbonnier, get_loss, l1, l1_ssim
+
+    hr = np.full((1, 16, 16, 3), 100.0, np.float32)
+    sr = hr + 25.5  # 0.1 on the unit scale
+    assert float(l1(hr, sr)[0]) == pytest.approx(0.1)
+    assert float(charbonnier(hr, sr)[0]) == pytest.approx(np.sqrt(0.1**2 + 1e-3**2))
+    assert float(charbonnier(hr, hr)[0]) == pytest.approx(1e-3)  # epsilon 1e-3 (LapSRN's)
+    texture = hr + np.random.default_rng(0).normal(0, 20, hr.shape).astype(np.float32)
+    assert float(l1_ssim(texture, texture)[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(l1_ssim(texture, sr)[0]) > float(l1(texture, sr)[0]) + 0.5  # the SSIM term of a flat guess
+    with pytest.raises(TfsrError, match="unknown loss 'l2'; choose one of l1, l1\\+ssim, charbonnier"):
+        get_loss("l2")
+
+
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, train_dir, tiny_set, monkeypatch):
     from pipelines.train import run
     from tfsr.keras import tf
