@@ -58,6 +58,8 @@ def test_gains_equalize_a_skewed_channel(patches):
     up_in, up_out = plan.gains["up"]  # concat([lr, body]) -> up -> pixel shuffle
     assert np.array_equal(up_out, np.ones(12)) and np.array_equal(up_in[:3], np.ones(3))  # the input, the output
     assert up_in[3:].min() >= 1 and up_in[3:].max() > 1  # body's channels, free
+    _, capped = equalize(model, patches, strength=1.0, max_gain=4.0)
+    assert capped.largest_gain == 4.0 and max(g.max() for pair in capped.gains.values() for g in pair) == 4.0
 
 
 def test_equalization_wins_back_int8_accuracy(patches):
