@@ -1,6 +1,7 @@
 """The training input pipeline: sources, aligned crops, augmentation, determinism, LR cache, bad files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,26 @@ def test_hr_folder_lr_is_matlab_bicubic_cached_once(tmp_path, rng, monkeypatch):
     assert batches[0][0].shape == (2, PATCH, PATCH, 3)
 
 
+def test_a_stale_lr_cache_is_recomputed_and_the_smallest_usable_image_is_one_patch(tmp_path, rng):
+    from tfsr.data import sources
+
+    hr = imresize(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8), 4)
+    path = _save(tmp_path / "imgs" / "a.png", hr)
+    source = sources.find_source(tmp_path / "imgs", SCALE, lr_cache=tmp_path / "cache")
+    sources.load_pair(source.images[0], source, PATCH)
+    cached = tmp_path / "cache" / "ax2.png"
+    edited = 255 - hr  # the HR file changes after its LR was cached: the cache is stale
+    _save(path, edited)
+    os.utime(path, (cached.stat().st_mtime + 10,) * 2)
+    np.testing.assert_array_equal(sources.load_pair(source.images[0], source, PATCH)[0], imresize(edited, 0.5))
+    smallest = 2 * PATCH  # an HR image exactly one HR patch wide is used; smaller is skipped
+    _save(path, edited[:smallest, :smallest])
+    assert sources.load_pair(source.images[0], source, PATCH)[1].shape == (smallest, smallest, 3)
+    _save(path, edited[: smallest - 2, :smallest])  # (modcrop keeps x2 sizes even)
+    with pytest.raises(sources.BadTrainingImage, match="16x14, smaller than an HR patch of 16x16"):
+        sources.load_pair(source.images[0], source, PATCH)
+
+
 def test_default_lr_cache_lives_outside_the_data(tmp_path, monkeypatch):
     from tfsr.data.sources import default_lr_cache
 
@@ -154,7 +175,10 @@ def test_skip_log_lists_the_first_files_then_warns_once_for_the_rest():
 
     warnings = []
     skips = SkipLog(warn=warnings.append, listed=3)
-    for i in [*range(8), 2]:
+    for i in range(4):
+        skips.add(Path(f"t{i}.png"), "20x20, smaller than an HR patch of 192x192")
+    assert len(warnings) == 4  # the fourth file brings the one warning about the rest
+    for i in [*range(4, 8), 2]:
         skips.add(Path(f"t{i}.png"), "20x20, smaller than an HR patch of 192x192")
     assert len(skips.skipped) == 8
     assert warnings[:3] == [f"warning: skipping t{i}.png: 20x20, smaller than an HR patch of 192x192" for i in range(3)]
