@@ -98,3 +98,23 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_output(tmp_pa
     )
     assert (out / "a_x2.png").read_bytes() == b"previous result"
     assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"]  # the temporary file is gone
+
+
+def test_a_grey_image_upscales_to_the_grey_its_rgb_output_stands_for(tmp_path):
+    from pipelines.upscale import upscale_image
+    from tfsr.metrics import grey_from_rgb, quantize_image
+
+    class Tinted:  # an x2 model whose output is not grey: the grey saved is the value its RGB stands for
+        scale = 2
+
+        def __call__(self, lr):
+            return np.repeat(np.repeat(lr.astype(np.float64), 2, axis=0), 2, axis=1) + np.array([20.0, -10.0, 40.0])
+
+    grey = (np.arange(48).reshape(6, 8) * 5).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    sr, alpha, is_grey = upscale_image(Tinted(), tmp_path / "grey.png")
+    rgb_output = quantize_image(Tinted()(np.repeat(grey[..., None], 3, axis=2)))  # as saved: clipped, rounded
+    expected = quantize_image(grey_from_rgb(rgb_output))
+    assert is_grey and alpha is None and sr.shape == (12, 16, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(sr[..., channel], expected)  # about +4.7 (unclipped), not red's +20
