@@ -78,6 +78,20 @@ def test_tiny_run_writes_a_folder_evaluate_scores_identically_and_resumes(tmp_pa
     assert again.metrics["best"]["psnr_y"] >= metrics["best"]["psnr_y"]
     with pytest.raises(TfsrError, match="trained with --steps-per-epoch 2, not 3: resume with the same value"):
         run(tiny_config(train_dir, out, tiny_set, steps=9, steps_per_epoch=3), log=quiet)
+    with pytest.raises(TfsrError, match="trained with --batch-size 2, not 4: resume with the same value"):
+        run(tiny_config(train_dir, out, tiny_set, steps=9, batch_size=4), log=quiet)
+
+
+def test_the_best_model_is_replaced_only_by_a_better_finite_one(tmp_path):
+    from tfsr.keras import keras
+    from tfsr.training.callbacks import BestModelSaver
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    kept = []
+    saver = BestModelSaver(tmp_path / "model.keras", lambda: model, best=25.0, on_best=lambda e, logs: kept.append(e))
+    for epoch, psnr in enumerate([24.0, 26.0, 25.5, 26.0, float("nan"), 27.0]):  # 25.0: the best before a resume
+        saver.on_epoch_end(epoch, {"loss": 0.1 if psnr == psnr else float("nan"), "val_psnr_y": psnr})
+    assert kept == [1, 5] and saver.best == 27.0 and (tmp_path / "model.keras").is_file()
 
 
 @pytest.mark.fault
