@@ -99,6 +99,24 @@ def test_odd_but_valid_images_upscale_keeping_their_kind(tmp_path, name):
     assert out.mode == mode and out.size == (image.width * 2, image.height * 2)
 
 
+def test_deep_and_float_images_read_as_the_8_bit_values_they_hold(tmp_path):
+    from tfsr.images import read_image
+
+    grey = SMOOTH[..., 0]
+    dark = np.floor(grey * 255.0 / 65535.0 + 0.5).astype(np.uint8)  # a 16-bit file's 0..255 is near black
+    kinds = {
+        "sixteen bit.png": (Image.fromarray(grey.astype(np.uint16) * 257), grey),  # 0..65535 onto 0..255
+        "dark sixteen bit.png": (Image.fromarray(grey.astype(np.uint16)), dark),
+        "thirty-two bit.tif": (Image.fromarray(grey.astype(np.int32)), grey),  # mode I holding 0..255: as it is
+        "float.tif": (Image.fromarray(grey.astype(np.float32) / 255.0), grey),  # mode F in 0..1
+    }
+    for name, (image, expected) in kinds.items():
+        image.save(tmp_path / name)
+        read = read_image(tmp_path / name)
+        assert read.is_grey, name
+        np.testing.assert_array_equal(read.rgb, np.repeat(expected[..., None], 3, axis=2), err_msg=name)
+
+
 def test_small_grey_and_non_ascii_images_evaluate(tmp_path):
     folder = tmp_path / "my set ü"
     folder.mkdir()
