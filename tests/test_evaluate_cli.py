@@ -141,6 +141,10 @@ def test_evaluate_names_several_sets_under_a_data_root_and_tiles(x2_model, tmp_p
     assert set(p) == {"A", "B"}
     for name in ("A", "B"):
         assert t[name]["psnr_y"] == pytest.approx(p[name]["psnr_y"], abs=0.01)
+    twice = invoke("evaluate", x2_model, x2_model, "--data", "A", "--data-root", tmp_path, "--json", tmp_path / "2.json")
+    results = json.loads((tmp_path / "2.json").read_text())["results"]  # a repeated label would overwrite its twin
+    assert twice.exit_code == 0 and sorted(results) == ["s16", "s16#2"]
+    assert results["s16#2"]["A"]["psnr_y"] == results["s16"]["A"]["psnr_y"] == p["A"]["psnr_y"]
 
 
 @needs_shared
