@@ -34,8 +34,8 @@ def test_mse_range_is_the_range_of_least_measured_int8_error():
     lo, hi = samples.min(), samples.max()
     chosen = mse_range(np.histogram(samples, BINS, (lo, hi))[0], lo, hi, clip_weight=1.0)
 
-    def measured(rng):
-        return np.mean((fake_quant(samples, *rng) - samples) ** 2)
+    def measured(bounds):
+        return np.mean((fake_quant(samples, *bounds) - samples) ** 2)
 
     best = min(measured((f * lo, g * hi)) for f in FRACTIONS for g in FRACTIONS)
     assert lo < chosen[0] < 0 < chosen[1] < hi
