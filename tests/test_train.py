@@ -94,7 +94,6 @@ def test_the_best_model_is_replaced_only_by_a_better_finite_one(tmp_path):
     assert kept == [1, 5] and saver.best == 27.0 and (tmp_path / "model.keras").is_file()
 
 
-@pytest.mark.fault
 def test_learning_rate_halves_at_each_multiple_of_the_recipes_period():
     from pipelines.train import TrainConfig, _compile_model
     from tfsr.keras import keras
@@ -124,6 +123,7 @@ def test_losses_read_pixels_on_a_unit_scale():
         get_loss("l2")
 
 
+@pytest.mark.fault
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, train_dir, tiny_set, monkeypatch):
     from pipelines.train import run
     from tfsr.keras import tf
