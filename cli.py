@@ -134,7 +134,8 @@ def benchmark(models, input_size, scale, threads, kinds, repeats, warmup, data, 
 @click.option("--batch-size", type=int, default=None, help="Default: the paper's.")
 @click.option("--patch-size", type=int, default=None, help="LR patch side (default: the paper's).")
 @click.option("--lr", type=float, default=None, help="Initial learning rate (default: the paper's).")
-@click.option("--loss", type=click.Choice(["l1", "l1+ssim", "charbonnier"]), default=None, help="Default: the paper's.")
+@click.option("--loss", type=click.Choice(["l1", "mse", "l1+ssim", "charbonnier", "mse+0.01vgg16"]), default=None,
+              help="Default: the paper's (mse+0.01vgg16: LiteSRNet's, MSE + VGG16 perceptual).")
 @click.option("--resume/--fresh", default=True, show_default=True, help="Continue from the run folder's backup, or start over.")
 @click.option("--out", default=None, help="Run folder (default saved_models/MODEL_xS).")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute with float32 weights (GPUs).")

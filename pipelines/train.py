@@ -88,6 +88,7 @@ def _resolved(config: TrainConfig, recipe) -> dict:
         "epochs": math.ceil(total / per_epoch),
         "total_steps": math.ceil(total / per_epoch) * per_epoch,
         "halve_every": recipe.halve_every,
+        "augment": recipe.augment,
         "adam_betas": list(recipe.adam_betas),
         "adam_epsilon": recipe.adam_epsilon,
     }
@@ -239,7 +240,8 @@ def run(config: TrainConfig, log=lambda msg: print(msg, file=sys.stderr)) -> Tra
     model, inference_model = _compile_model(config, spec, settings, strategy)
     resumed_from = cb.backed_up_step(out / "backup")
     patch_config = PatchConfig(settings["lr_patch"], settings["batch_size"], config.crops_per_image, config.seed,
-                               cache=config.cache, num_outputs=len(model.outputs), start_step=resumed_from or 0)  # fmt: skip
+                               settings["augment"], cache=config.cache, num_outputs=len(model.outputs),
+                               start_step=resumed_from or 0)  # fmt: skip
     dataset = patch_dataset(pairs, config.scale, patch_config)
     sharding = tf.data.Options()
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 import tfsr
+from tfsr.data.patches import AUGMENTATIONS
 from tfsr.errors import TfsrError
 from tfsr.keras import keras
 from tfsr.predictors import load_keras_model
+from tfsr.training.losses import LOSSES
 
 CASES = [(name, scale) for name in tfsr.list_models() for scale in tfsr.get_spec(name).scales]
 
@@ -42,6 +44,8 @@ def test_declares_paper_facts(name):
     assert spec.paper and spec.description
     assert spec.recipe.lr_patch > 0 and spec.recipe.batch_size > 0 and spec.recipe.learning_rate > 0
     assert spec.int8.notes or spec.int8.fallbacks or spec.int8.custom_layers
+    # `train NAME` runs its recipe as declared: its loss and augmentation exist (LiteSRNet's loss did not)
+    assert spec.recipe.loss in LOSSES and spec.recipe.augment in AUGMENTATIONS
 
 
 def test_clip_output_clips_inside_the_graph():

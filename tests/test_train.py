@@ -56,6 +56,7 @@ def test_tiny_run_writes_a_folder_evaluate_scores_identically_and_resumes(tmp_pa
     assert config["resolved"] == {
         "batch_size": 2, "lr_patch": 12, "hr_patch": 24, "learning_rate": 1e-4, "loss": "l1", "steps_per_epoch": 2,
         "epochs": 2, "total_steps": 4, "halve_every": 200_000, "adam_betas": [0.9, 0.999], "adam_epsilon": 1e-8,
+        "augment": "flip+transpose",
     }  # fmt: skip  (s-LWSR's recipe: L1, Adam 1e-4, halved every 200 epochs of 1000 iterations)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == result.metrics
@@ -109,18 +110,77 @@ def test_learning_rate_halves_at_each_multiple_of_the_recipes_period():
 
 
 def test_losses_read_pixels_on_a_unit_scale():
-    from tfsr.training.losses import charbonnier, get_loss, l1, l1_ssim
+    from tfsr.training.losses import charbonnier, get_loss, l1, l1_ssim, mse
 
     hr = np.full((1, 16, 16, 3), 100.0, np.float32)
     sr = hr + 25.5  # 0.1 on the unit scale
     assert float(l1(hr, sr)[0]) == pytest.approx(0.1)
+    assert float(mse(hr, sr)[0]) == pytest.approx(0.01)
     assert float(charbonnier(hr, sr)[0]) == pytest.approx(np.sqrt(0.1**2 + 1e-3**2))
     assert float(charbonnier(hr, hr)[0]) == pytest.approx(1e-3)  # epsilon 1e-3 (LapSRN's)
     texture = hr + np.random.default_rng(0).normal(0, 20, hr.shape).astype(np.float32)
     assert float(l1_ssim(texture, texture)[0]) == pytest.approx(0.0, abs=1e-6)
     assert float(l1_ssim(texture, sr)[0]) > float(l1(texture, sr)[0]) + 0.5  # the SSIM term of a flat guess
-    with pytest.raises(TfsrError, match="unknown loss 'l2'; choose one of l1, l1\\+ssim, charbonnier"):
+    with pytest.raises(TfsrError, match="unknown loss 'l2'; choose one of l1, mse, l1\\+ssim, charbonnier, mse"):
         get_loss("l2")
+
+
+@pytest.fixture
+def untrained_vgg16(monkeypatch):
+    """LiteSRNet's perceptual loss on an untrained VGG16: its ImageNet weights are a download away."""
+    from tfsr.training import losses
+
+    monkeypatch.setattr(losses, "VGG16_WEIGHTS", None)
+
+
+def test_litesrnet_loss_adds_a_hundredth_of_vgg16_feature_distances(untrained_vgg16):
+    from tfsr.training.losses import MsePlusVgg16, get_loss, mse
+
+    loss = get_loss("mse+0.01vgg16")
+    assert isinstance(loss, MsePlusVgg16) and loss.features.trainable_weights == []  # VGG16 stays as it is
+    hr = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    shapes = [tuple(f.shape[1:]) for f in loss.features(hr / 255.0)]
+    assert shapes == [(32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512)]
+    # torchvision's features[:4], [4:9], [9:16], [16:23] end at relu1_2, relu2_2, relu3_3, relu4_3: Keras fuses each
+    # ReLU into its conv
+    assert loss.features.output_names == ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
+    sr = hr + 10.0
+    assert np.all(loss(hr, hr).numpy() == 0.0)
+    pixel, total = mse(hr, sr).numpy(), loss(hr, sr).numpy()
+    loss.weight = 1.0  # the same network: the perceptual term alone
+    perceptual = loss(hr, sr).numpy() - pixel
+    assert np.all(perceptual > 0)
+    np.testing.assert_allclose((total - pixel) / perceptual, 0.01, rtol=0.02)
+
+
+def test_litesrnet_loss_without_its_weights_is_one_line_naming_the_way_out(monkeypatch):
+    from tfsr.keras import keras
+    from tfsr.training.losses import get_loss
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(TfsrError, match=r"needs VGG16's ImageNet weights, .* \(URL fetch failure .*\); connect to the "
+                                        r"internet once, or pass --loss mse$"):  # fmt: skip
+        get_loss("mse+0.01vgg16")
+
+
+def test_every_loss_is_a_cli_choice():
+    from cli import cli
+    from tfsr.training.losses import LOSSES
+
+    loss_option = next(p for p in cli.commands["train"].params if p.name == "loss")
+    assert list(loss_option.type.choices) == list(LOSSES)
+
+
+def test_litesrnet_trains_with_its_recipes_perceptual_loss(tmp_path, train_dir, tiny_set, untrained_vgg16):
+    from pipelines.train import run
+
+    result = run(tiny_config(train_dir, tmp_path / "run", tiny_set, model="litesrnet", steps=2), log=quiet)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["loss"] == "mse+0.01vgg16"
+    assert result.metrics["steps"] == 2 and np.isfinite(result.metrics["last"]["loss"])
+    assert (tmp_path / "run" / "model.keras").is_file()
 
 
 @pytest.mark.fault

@@ -19,13 +19,19 @@ from tfsr.keras import tf
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+# Recipe augmentation -> (random flips, random transpose). Flips plus a transpose give all 8 symmetries of the
+# square, the same set as flips plus 90-degree rotations; LiteSRNet's recipe flips only (4 of them).
+AUGMENTATIONS = {"flip+rot90": (True, True), "flip+transpose": (True, True), "flip": (True, False),
+                 "none": (False, False)}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PatchConfig:
     lr_patch: int = 48
     batch_size: int = 16
     crops_per_image: int = 16
     seed: int = 0
-    augment: bool = True  # random flips and 90-degree rotations (the 8 symmetries of the square)
+    augment: str = "flip+rot90"  # a recipe's augmentation, one of AUGMENTATIONS
     cache: str = "memory"  # "memory", "none", or a file path prefix for tf.data's disk cache
     num_outputs: int = 1  # models trained on several SR outputs get the HR target once per output
     image_shuffle: int = 32  # decoded images held for shuffling (bounded: DIV2K images are 8 MB each)
@@ -74,8 +80,8 @@ def _random_crops(lr, hr, seed, config: PatchConfig, scale: int):
     ys = tf.random.stateless_uniform([k], seeds[0], 0, h - p + 1, dtype=tf.int32)
     xs = tf.random.stateless_uniform([k], seeds[1], 0, w - p + 1, dtype=tf.int32)
     flips = tf.random.stateless_uniform([3, k], seeds[2], 0, 2, dtype=tf.int32) > 0
-    if not config.augment:
-        flips = tf.zeros_like(flips)
+    flip, transpose = AUGMENTATIONS[config.augment]
+    flips = flips & tf.constant([[flip], [flip], [transpose]])
 
     def crop(img, s):
         span = tf.range(p * s)
