@@ -47,6 +47,23 @@ def every_layer_model() -> keras.Model:
     return keras.Model(lr, layers.ReLU(max_value=255.0)(x))
 
 
+def test_patch_pairs_cut_aligned_crops_whose_lr_is_the_bicubic_of_their_hr(tmp_path):
+    from PIL import Image
+
+    from tfsr.imresize import imresize
+    from tfsr.quantization.data import patch_pairs
+
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray(smooth_image(rng, 40 + 8 * i, 44)).save(tmp_path / f"img{i}.png")
+    pairs = patch_pairs(tmp_path, 7, (6, 5), 2, seed=1)
+    assert pairs.lr.shape == (7, 6, 5, 3) and pairs.hr.shape == (7, 12, 10, 3)  # (height, width) for fixed shapes
+    for lr, hr in zip(pairs.lr, pairs.hr):
+        np.testing.assert_array_equal(lr, imresize(hr.astype(np.uint8), 0.5))  # HR crops of the images, LR made here
+    again, other = patch_pairs(tmp_path, 7, (6, 5), 2, seed=1), patch_pairs(tmp_path, 7, (6, 5), 2, seed=2)
+    assert np.array_equal(again.hr, pairs.hr) and not np.array_equal(other.hr, pairs.hr)
+
+
 def test_every_custom_layer_has_a_quantize_config():
     assert set(configs.custom_layer_classes()) == set(configs.CUSTOM_LAYER_CONFIGS)
 
