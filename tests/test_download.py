@@ -39,12 +39,14 @@ def archives():
 
 
 class Server:
-    """Serves ``files`` with HTTP Range support; ``cut_first`` / ``corrupt_first`` spoil the first response of a file."""
+    """Serves ``files`` with HTTP Range support (unless ``ignore_range``); ``cut_first`` / ``corrupt_first`` spoil the
+    first response of a file."""
 
     def __init__(self, files):
         self.files, self.requests = files, []
         self.cut_first: set[str] = set()
         self.corrupt_first: set[str] = set()
+        self.ignore_range = False  # answer every request with the whole file (200), as some servers do
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +61,7 @@ class Server:
                 data = server.files[name]
                 start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
                 server.requests.append((name, start))
+                start = 0 if server.ignore_range else start
                 if name in server.corrupt_first:
                     server.corrupt_first.discard(name)
                     middle = len(data) // 2
@@ -144,6 +147,28 @@ def test_a_partial_file_left_by_a_killed_process_is_resumed(tmp_path, server, ar
     assert ("DIV2K_train_HR.zip", 100) in server.requests
     manifest = json.loads((tmp_path / "DIV2K" / "checksums.json").read_text())
     assert manifest["DIV2K_train_HR.zip"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_server_that_ignores_the_range_sends_the_whole_file_which_replaces_the_partial_one(tmp_path, server,
+                                                                                             archives, capsys):  # fmt: skip
+    server.ignore_range = True
+    (tmp_path / "DIV2K" / "downloads").mkdir(parents=True)
+    (tmp_path / "DIV2K" / "downloads" / "DIV2K_train_HR.zip.part").write_bytes(archives["DIV2K_train_HR.zip"][:100])
+    ensure_div2k(tmp_path / "DIV2K", 2, server.url, log=_quiet, progress=_quiet)
+    assert [start for name, start in server.requests if name == "DIV2K_train_HR.zip"] == [100]
+    assert "fetching it again" not in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "DIV2K" / "checksums.json").read_text())  # not the 100 bytes + the whole file
+    assert manifest["DIV2K_train_HR.zip"]["sha256"] == hashlib.sha256(archives["DIV2K_train_HR.zip"]).hexdigest()
+
+
+def test_a_zip_with_bytes_before_its_first_member_fails_the_check(tmp_path, archives):
+    from tfsr.data.download import ChecksumError, verify
+
+    path = tmp_path / "DIV2K_train_HR.zip"
+    path.write_bytes(b"<html>" + archives["DIV2K_train_HR.zip"])  # zipfile alone reads it: it reads from the end
+    assert zipfile.ZipFile(path).testzip() is None
+    with pytest.raises(ChecksumError, match="DIV2K_train_HR.zip does not start with a zip member"):
+        verify(path, {})
 
 
 def test_no_network_is_one_error_saying_where_to_put_the_files(tmp_path):

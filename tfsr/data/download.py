@@ -65,6 +65,9 @@ def verify(path: Path, expected: dict, name: str | None = None) -> None:
         raise ChecksumError(f"{name} is {size} bytes, expected {expected['size']}")
     if expected.get("sha256") and sha256_of(path) != expected["sha256"]:
         raise ChecksumError(f"{name} has the wrong SHA-256 (expected {expected['sha256']})")
+    with open(path, "rb") as f:  # zipfile reads from the end and accepts anything before the first member
+        if f.read(4) != b"PK\x03\x04":
+            raise ChecksumError(f"{name} does not start with a zip member")
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
