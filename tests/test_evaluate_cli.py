@@ -97,12 +97,15 @@ def test_self_ensemble_inverts_every_transform_and_averages(rng):
 
 
 def test_pick_crop_finds_the_detailed_region_and_pareto_front(rng):
-    img = np.full((100, 120, 3), 128, dtype=np.uint8)
-    img[40:72, 60:92] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    assert pick_crop(img, 32) == (40, 60, 32)
+    for top, left in [(40, 60), (68, 88), (5, 80)]:  # inside, in the bottom-right corner, near the top
+        img = np.full((100, 120, 3), 128, dtype=np.uint8)
+        img[top : top + 32, left : left + 32] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        assert pick_crop(img, 32) == (top, left, 32)
+    img[:60, :80] = np.clip(128 + rng.integers(-40, 41, (60, 80, 1)), 0, 255)  # faint detail above-left of it
+    assert pick_crop(img, 32) == (5, 80, 32)
     assert pick_crop(img[:20, :20], 32)[2] == 20  # never larger than the image
-    points = [Point("a", 1, 30.0), Point("b", 2, 29.0), Point("c", 3, 31.0), Point("d", 4, 30.5)]
-    assert [p.label for p in pareto_front(points)] == ["a", "c"]
+    points = [Point("a", 1, 30.0), Point("b", 2, 29.0), Point("c", 3, 31.0), Point("d", 4, 30.5), Point("e", 5, 31.0)]
+    assert [p.label for p in pareto_front(points)] == ["a", "c"]  # e ties c's quality at a higher cost
     figure = scatter_figure("t", "PSNR", [("params", points), ("latency", points[:1])])
     assert figure.size == (60 + 2 * 420 + 90 + 40, 56 + 320 + 48)
     panels = [Panel(np.zeros((32, 32, 3), np.uint8), "x\n30.00 dB")] * 2
