@@ -44,8 +44,8 @@ VGG16_FEATURES = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"
 class MsePlusVgg16:
     """LiteSRNet's loss: MSE + 0.01 x the mean of the MSEs between VGG16's relu1_2, relu2_2, relu3_3 and relu4_3
     features of SR and HR, both fed in [0, 1] without ImageNet normalisation, as the authors' code feeds
-    torchvision's VGG16. Keras ships VGG16's original (Caffe) ImageNet weights, not torchvision's, which expect
-    inputs in 0..255: the perceptual term has the authors' form, not their scale (here it is smaller)."""
+    torchvision's VGG16. Keras ships VGG16's original (Caffe) ImageNet weights, not torchvision's, and they expect
+    other inputs (BGR, 0..255, mean subtracted): the perceptual term has the authors' form, not their scale."""
 
     __name__ = "mse_vgg16"  # Keras names a scope after it: no "+"
 
