@@ -216,11 +216,11 @@ def run(config: TrainConfig, log=lambda msg: print(msg, file=sys.stderr)) -> Tra
     from tfsr.keras import keras, tf
     from tfsr.registry import get_spec
     from tfsr.training import callbacks as cb
-    from tfsr.training.losses import get_loss
+    from tfsr.training.losses import check_loss
 
     spec = get_spec(config.model)
     settings = _resolved(config, spec.recipe)
-    get_loss(settings["loss"])
+    check_loss(settings["loss"])
     chief = is_chief()
     skips = SkipLog(warn=log)
     pairs, described = training_pairs(config.data, config.scale, settings["lr_patch"], skips, log, config.data_root,

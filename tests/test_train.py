@@ -153,17 +153,36 @@ def test_litesrnet_loss_adds_a_hundredth_of_vgg16_feature_distances(untrained_vg
     np.testing.assert_allclose((total - pixel) / perceptual, 0.01, rtol=0.02)
 
 
-def test_litesrnet_loss_without_its_weights_is_one_line_naming_the_way_out(monkeypatch):
+def test_litesrnet_loss_fetches_keras_own_vgg16_file(monkeypatch):
+    import tf_keras.src.applications.vgg16 as keras_vgg16
+
+    from tfsr.keras import keras
+    from tfsr.training.losses import MsePlusVgg16
+
+    fetched = []
+    monkeypatch.setattr(keras.utils, "get_file", lambda *args, **kwargs: fetched.append((args, kwargs)) or "/cache/vgg16.h5")
+    assert MsePlusVgg16.fetch() == "/cache/vgg16.h5"
+    (name, url), options = fetched[0]
+    assert url == keras_vgg16.WEIGHTS_PATH_NO_TOP and name == url.rsplit("/", 1)[1]
+    assert options == {"cache_subdir": "models", "file_hash": "6d6bbae143d832006294945121d1f1fc"}
+
+
+def test_litesrnet_loss_without_its_weights_is_one_line_naming_the_way_out(monkeypatch, tmp_path, train_dir, tiny_set):
+    from pipelines.train import run
     from tfsr.keras import keras
     from tfsr.training.losses import get_loss
 
-    def offline(**kwargs):
+    def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or service not known")
 
-    monkeypatch.setattr(keras.applications, "VGG16", offline)
-    with pytest.raises(TfsrError, match=r"needs VGG16's ImageNet weights, .* \(URL fetch failure .*\); connect to the "
-                                        r"internet once, or pass --loss mse$"):  # fmt: skip
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    message = (r"needs VGG16's ImageNet weights, .* \(URL fetch failure .*\); connect to the internet once, "
+               r"or pass --loss mse$")  # fmt: skip
+    with pytest.raises(TfsrError, match=message):
         get_loss("mse+0.01vgg16")
+    with pytest.raises(TfsrError, match=message):  # before any folder or network is made
+        run(tiny_config(train_dir, tmp_path / "run", tiny_set, model="litesrnet", steps=2), log=quiet)
+    assert not (tmp_path / "run").exists()
 
 
 def test_every_loss_is_a_cli_choice():
@@ -174,13 +193,17 @@ def test_every_loss_is_a_cli_choice():
     assert list(loss_option.type.choices) == list(LOSSES)
 
 
-def test_litesrnet_trains_with_its_recipes_perceptual_loss(tmp_path, train_dir, tiny_set, untrained_vgg16):
+def test_litesrnet_trains_with_its_recipes_perceptual_loss(tmp_path, train_dir, tiny_set, untrained_vgg16, monkeypatch):
     from pipelines.train import run
+    from tfsr.keras import keras
 
+    built, vgg16 = [], keras.applications.VGG16
+    monkeypatch.setattr(keras.applications, "VGG16", lambda **kwargs: built.append(kwargs) or vgg16(**kwargs))
     result = run(tiny_config(train_dir, tmp_path / "run", tiny_set, model="litesrnet", steps=2), log=quiet)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["loss"] == "mse+0.01vgg16"
     assert result.metrics["steps"] == 2 and np.isfinite(result.metrics["last"]["loss"])
     assert (tmp_path / "run" / "model.keras").is_file()
+    assert built == [{"include_top": False, "weights": None}]  # once, inside the strategy's scope
 
 
 @pytest.mark.fault

@@ -15,12 +15,11 @@ from tfsr.keras import keras
 
 @dataclass(frozen=True)
 class Recipe:
-    """A paper's training recipe, used by the training pipeline as defaults."""
+    """A paper's training recipe, used by the training pipeline as defaults (every seed paper trains with Adam)."""
 
     loss: str = "l1"
     lr_patch: int = 48
     batch_size: int = 16
-    optimizer: str = "adam"
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_epsilon: float = 1e-8
     learning_rate: float = 1e-4

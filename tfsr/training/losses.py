@@ -37,7 +37,10 @@ def l1_ssim(y_true, y_pred):
     return l1(y_true, y_pred) + (1.0 - tf.image.ssim(t, tf.clip_by_value(p, 0.0, 1.0), max_val=1.0))
 
 
-VGG16_WEIGHTS = "imagenet"  # Keras downloads them once (~58 MB) into ~/.keras/models
+# Keras' own file of VGG16's ImageNet weights without the classifier (None: an untrained VGG16, for tests)
+VGG16_WEIGHTS = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+                 "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")  # fmt: skip
+VGG16_WEIGHTS_MD5 = "6d6bbae143d832006294945121d1f1fc"
 VGG16_FEATURES = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")  # relu1_2, 2_2, 3_3, 4_3
 
 
@@ -49,14 +52,24 @@ class MsePlusVgg16:
 
     __name__ = "mse_vgg16"  # Keras names a scope after it: no "+"
 
-    def __init__(self, weight: float = 0.01):
+    @staticmethod
+    def fetch() -> str | None:
+        """The local file of VGG16's weights, downloaded once (~58 MB) into ~/.keras/models."""
         from tfsr.keras import keras
 
+        if VGG16_WEIGHTS is None:
+            return None
         try:
-            vgg = keras.applications.VGG16(include_top=False, weights=VGG16_WEIGHTS)
+            return keras.utils.get_file(VGG16_WEIGHTS.rsplit("/", 1)[1], VGG16_WEIGHTS, cache_subdir="models",
+                                        file_hash=VGG16_WEIGHTS_MD5)  # fmt: skip
         except Exception as exc:  # noqa: BLE001  (Keras raises a bare Exception when the download fails)
             raise TfsrError(f"the loss mse+0.01vgg16 needs VGG16's ImageNet weights, which Keras downloads once and "
                             f"could not ({exc}); connect to the internet once, or pass --loss mse") from None  # fmt: skip
+
+    def __init__(self, weight: float = 0.01):
+        from tfsr.keras import keras
+
+        vgg = keras.applications.VGG16(include_top=False, weights=self.fetch())
         vgg.trainable = False
         self.features = keras.Model(vgg.input, [vgg.get_layer(name).output for name in VGG16_FEATURES])
         self.weight = weight
@@ -71,10 +84,18 @@ class MsePlusVgg16:
 LOSSES = {"l1": l1, "mse": mse, "l1+ssim": l1_ssim, "charbonnier": charbonnier, "mse+0.01vgg16": MsePlusVgg16}
 
 
+def check_loss(name: str) -> None:
+    """Fails early, in one line, when the loss called ``name`` is unknown or its network's weights cannot be had;
+    builds nothing."""
+    if name not in LOSSES:
+        raise TfsrError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    if isinstance(LOSSES[name], type):
+        LOSSES[name].fetch()
+
+
 def get_loss(name: str):
     """The loss called ``name`` (a recipe's or ``--loss``); a perceptual loss builds its network here (inside the
     distribution strategy's scope when called there)."""
-    if name not in LOSSES:
-        raise TfsrError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    check_loss(name)
     loss = LOSSES[name]
     return loss() if isinstance(loss, type) else loss
