@@ -117,8 +117,7 @@ class Gallery:
             panels = []
             if "bicubic" not in by_label:
                 bicubic = imresize(image.lr, self.bench.scale)
-                p, s = score_image(bicubic, image.hr, self.bench.scale, image.is_grey and options.grey_mode == "as-is",
-                                   options.grey_mode, options.rounded_y)  # fmt: skip
+                p, s = score_image(bicubic, image.hr, self.bench.scale, image.is_grey, options.grey_mode, options.rounded_y)
                 panels.append(Panel(self._crop(image.name, bicubic), f"bicubic\n{p:.2f} dB / {s:.4f}"))
             for panel in self.panels[image.name]:
                 score = by_label[panel.caption]

@@ -353,7 +353,7 @@ class QuantizeResult:
                         + [f"{s['drop_from_model_before_fine_tuning_db'][d]:.3f} dB" for d in sets])  # fmt: skip
         text += ["", format_table(headers, rows), "", f"ops: {s['audit']['summary']}"]
         if s.get("edgetpu_compiler"):
-            text.append(f"edgetpu_compiler: {s['edgetpu_compiler']}")
+            text.append(f"edgetpu_compiler: {s['edgetpu_compiler']['summary']}")
         return "\n".join(text)
 
 
@@ -455,9 +455,8 @@ def run(config: QuantizeConfig, log=lambda msg: print(msg, file=sys.stderr)) -> 
     if config.target == "edgetpu":
         from tfsr.quantization.edgetpu import run_edgetpu_compiler
 
-        result = run_edgetpu_compiler(out)
-        compiler = result.log.strip().splitlines()[-1] if result.log.strip() else ""
-        log(f"edgetpu_compiler: {compiler}")
+        compiler = run_edgetpu_compiler(out).to_json()
+        log(f"edgetpu_compiler: {compiler['summary']}")
 
     fine_tuned = config.method == "qat" or bool(config.prune)
     predictors = {}

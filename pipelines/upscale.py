@@ -45,7 +45,7 @@ class UpscaleSummary:
 
     def line(self) -> str:
         return (f"{len(self.written)} written, {len(self.skipped_existing)} skipped (output exists; --overwrite "
-                f"replaces), {len(self.failed)} unreadable")  # fmt: skip
+                f"replaces), {len(self.failed)} failed")  # fmt: skip
 
 
 def collect_inputs(inputs: list[str], log) -> list[Path]:

@@ -10,11 +10,12 @@ import tfsr
 from tests.test_cli_foundation import invoke
 from tests.conftest import DATA, make_benchmark, needs_shared
 from tfsr.ensemble import TRANSFORMS, EnsemblePredictor, _forward, _inverse, self_ensemble
+from tfsr.data.benchmark import load_benchmark, resolve_data
 from tfsr.errors import TfsrError
 from tfsr.figures import Panel, Point, comparison_figure, pareto_front, pick_crop, scatter_figure
 from tfsr.imresize import imresize
 from tfsr.metrics import quantize_image, score_image
-from tfsr.predictors import BicubicPredictor, KerasPredictor
+from tfsr.predictors import BicubicPredictor, KerasPredictor, check_scale
 from tfsr.tiling import TiledPredictor, predict_tiled, with_tiling
 
 
@@ -31,11 +32,11 @@ class NearestFixed:
     label, scale, input_hw = "nearest", 2, (10, 12)
 
     def __init__(self):
-        self.calls = 0
+        self.windows = []
 
     def __call__(self, lr):
         assert lr.shape[:2] == self.input_hw, lr.shape
-        self.calls += 1
+        self.windows.append(lr.copy())
         return np.repeat(np.repeat(lr, 2, axis=0), 2, axis=1).astype(np.float32)
 
 
@@ -67,8 +68,21 @@ def test_fixed_shape_predictor_is_tiled_with_windows_of_its_shape(rng):
     np.testing.assert_array_equal(tiled(lr), np.repeat(np.repeat(lr, 2, axis=0), 2, axis=1))
     small = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)  # smaller than the model's input: padded, then cropped
     np.testing.assert_array_equal(tiled(small), np.repeat(np.repeat(small, 2, axis=0), 2, axis=1))
+    # padded with the image's own border (what a model sees at any border), not with black
+    np.testing.assert_array_equal(fixed.windows[-1], np.pad(small, ((0, 4), (0, 7), (0, 0)), mode="edge"))
     with pytest.raises(TfsrError, match="fixed 12x10 inputs: an overlap of 5 leaves no tile"):
         with_tiling(fixed, None, overlap=5)
+    default = with_tiling(fixed, None)  # a quarter of the smaller side overlaps: tiles keep half of it
+    assert (default.overlap, default.tile) == (2, 6)
+    assert with_tiling(fixed, 4, overlap=2).tile == 4  # --tile below the largest core is taken as asked
+    assert with_tiling(default, 3).inner is fixed  # re-tiling tiles the model, not tiles of tiles
+
+
+def test_a_model_of_another_scale_is_refused_both_ways():
+    for actual, wanted in ((4, 2), (2, 4)):
+        with pytest.raises(TfsrError, match=rf"model m upscales x{actual}, not x{wanted}: pass --scale {actual}"):
+            check_scale("m", actual, wanted)
+    assert check_scale("m", 3, None) == check_scale("m", 3, 3) == 3
 
 
 def test_tiling_options_are_checked_and_bicubic_tiles_exactly(rng):
@@ -148,6 +162,33 @@ def test_evaluate_names_several_sets_under_a_data_root_and_tiles(x2_model, tmp_p
     results = json.loads((tmp_path / "2.json").read_text())["results"]  # a repeated label would overwrite its twin
     assert twice.exit_code == 0 and sorted(results) == ["s16", "s16#2"]
     assert results["s16#2"]["A"]["psnr_y"] == results["s16"]["A"]["psnr_y"] == p["A"]["psnr_y"]
+
+
+def test_models_of_different_scales_are_refused_together(x2_model, tiny_set, tmp_path):
+    tfsr.build_model("slwsr16", 4).save(tmp_path / "s16x4.keras")
+    result = invoke("evaluate", x2_model, tmp_path / "s16x4.keras", "--data", tiny_set)
+    assert result.exit_code == 2 and "models disagree on scale: s16x4 is x4, others x2; pass --scale" in result.output
+
+
+def test_hr_only_sets_are_cropped_to_the_scale_before_their_lr_is_made(tmp_path, rng):
+    hr = smooth_image(rng, 50, 54)
+    make_benchmark(tmp_path / "Odd", {"odd": hr}, with_lr=False)
+    bench = load_benchmark(tmp_path / "Odd", 4)
+    assert bench.lr_source == "bicubic" and bench.images[0].hr.shape == (48, 52, 3)
+    np.testing.assert_array_equal(bench.images[0].lr, imresize(hr[:48, :52], 1 / 4))  # MATLAB's modcrop, then bicubic
+
+
+def test_set_names_resolve_under_tfsr_data_unless_a_data_root_is_given(tmp_path, rng, monkeypatch):
+    make_benchmark(tmp_path / "env" / "Mine", {"a": smooth_image(rng, 32, 32)}, with_lr=False)
+    make_benchmark(tmp_path / "root" / "Mine", {"b": smooth_image(rng, 32, 32)}, with_lr=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TFSR_DATA", str(tmp_path / "env"))
+    assert resolve_data("Mine") == tmp_path / "env" / "Mine"
+    assert resolve_data("Mine", tmp_path / "root") == tmp_path / "root" / "Mine"
+    monkeypatch.delenv("TFSR_DATA")
+    with pytest.raises(TfsrError, match=r"data 'Mine' is neither a folder nor a set under the data root data \(set "
+                                        r"--data-root or TFSR_DATA\)"):  # fmt: skip
+        resolve_data("Mine")
 
 
 @needs_shared

@@ -185,6 +185,23 @@ def test_pytorch_checkpoints_load_without_pytorch(tmp_path):
         np.testing.assert_array_equal(loaded[key], value, err_msg=key)
 
 
+def test_wrapped_checkpoints_are_unwrapped_as_their_trainers_save_them(tmp_path, monkeypatch):
+    """EDSR-style {"state_dict": ...}, {"model": ...}, BasicSR's {"params": ...}, beside other entries."""
+    import tfsr.weights
+
+    path = tmp_path / "net.pth"
+    path.write_bytes(b"a checkpoint")
+    bias = np.ones(2, np.float16)
+    for wrapper in ("state_dict", "model", "params"):
+        checkpoint = {wrapper: {"module.conv.bias": bias}, "epoch": 3, "optimizer": {"lr": 1e-4}}
+        monkeypatch.setattr(tfsr.weights, "read_torch_checkpoint", lambda p, c=checkpoint: c)
+        loaded = tfsr.weights.load_state_dict(path)
+        assert list(loaded) == ["conv.bias"] and loaded["conv.bias"].dtype == np.float32, wrapper
+    monkeypatch.setattr(tfsr.weights, "read_torch_checkpoint", lambda p: [bias])
+    with pytest.raises(TfsrError, match="net.pth holds a list, not a state dict of tensors"):
+        tfsr.weights.load_state_dict(path)
+
+
 def test_unreadable_pytorch_checkpoints_are_one_line_errors(tmp_path):
     from tfsr.weights import load_state_dict
 

@@ -1,6 +1,8 @@
 """QAT configs for every custom layer, range calibration, QAT export, pruning, the Edge TPU rewrite."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -241,6 +243,40 @@ def test_edgetpu_rewrite_removes_depth_to_space(pairs):
     assert after.problems == []
     image = pairs.lr[1].astype(np.uint8)
     assert psnr(TFLitePredictor(data, "edgetpu")(image), model(image[None].astype(np.float32))[0]) > 40.0
+
+
+FAKE_EDGETPU_COMPILER = """#!/bin/sh
+# as edgetpu_compiler -s -o DIR FILE: writes DIR/<stem>_edgetpu.tflite, or fails on a file that says "bad"
+if grep -q bad "$4"; then echo "Edge TPU Compiler version 16.0"; echo "Internal compiler error. Aborting!"; exit 1; fi
+cp "$4" "$3/$(basename "$4" .tflite)_edgetpu.tflite"
+echo "Model compiled successfully in 12 ms."; echo "Number of operations that will run on Edge TPU: 7"
+"""
+
+
+def fake_edgetpu_compiler(folder, monkeypatch):
+    compiler = folder / "edgetpu_compiler"
+    compiler.write_text(FAKE_EDGETPU_COMPILER)
+    compiler.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_edgetpu_compiler_runs_when_on_path_and_says_what_became_of_the_file(tmp_path, monkeypatch):
+    from tfsr.quantization.edgetpu import run_edgetpu_compiler
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    absent = run_edgetpu_compiler(tmp_path / "model.tflite").to_json()
+    assert absent == {"ran": False, "ok": False, "output": None,
+                      "summary": "edgetpu_compiler is not on PATH: only the op audit was run"}  # fmt: skip
+    monkeypatch.undo()
+    fake_edgetpu_compiler(tmp_path, monkeypatch)
+    (tmp_path / "good.tflite").write_text("good")
+    good = run_edgetpu_compiler(tmp_path / "good.tflite")
+    assert good.ok and good.output == tmp_path / "good_edgetpu.tflite" and good.output.read_text() == "good"
+    assert good.summary() == f"compiled to {good.output} (Number of operations that will run on Edge TPU: 7)"
+    (tmp_path / "bad.tflite").write_text("bad")
+    bad = run_edgetpu_compiler(tmp_path / "bad.tflite")
+    assert not bad.ok and bad.output is None
+    assert bad.summary() == "failed (exit 1): Internal compiler error. Aborting!"
 
 
 def test_pruning_reaches_sparsity_and_compresses(pairs):

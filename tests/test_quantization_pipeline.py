@@ -73,14 +73,19 @@ def test_quantize_ptq_writes_tflite_and_report(workspace):
     assert [p.name for p in tmp_path.glob("*.tmp")] == []
 
 
-def test_quantize_edgetpu_strict(workspace):
+def test_quantize_edgetpu_strict(workspace, monkeypatch):
     from cli import cli
+    from test_quantization import fake_edgetpu_compiler
 
     tmp_path, calib, data = workspace
+    fake_edgetpu_compiler(tmp_path, monkeypatch)
     args = quantize_args(tmp_path, calib, data, "--target", "edgetpu", "--input-size", "16x16", "--io", "uint8", "--strict")
     result = CliRunner().invoke(cli, ["quantize", *args])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "tiny_int8.json").read_text())
+    compiled = tmp_path / "tiny_int8_edgetpu.tflite"
+    assert report["edgetpu_compiler"]["ok"] and compiled.read_bytes() == (tmp_path / "tiny_int8.tflite").read_bytes()
+    assert f"edgetpu_compiler: compiled to {compiled}" in (tmp_path / "tiny_int8.txt").read_text()
     assert report["audit"]["input"]["shape"] == [1, 16, 16, 3]
     assert "DEPTH_TO_SPACE" not in report["audit"]["op_counts"]
     assert report["audit"]["op_counts"]["TRANSPOSE_CONV"] == 1
@@ -459,3 +464,14 @@ def test_diverged_fine_tuning_is_one_line_and_leaves_nothing(workspace, monkeypa
     assert "error: fine-tuning stopped: the loss became NaN or infinite at step 3: lower --lr" in result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("tiny_int8")) == []  # no model, report or backup
+
+
+def test_default_output_names_say_method_pruning_and_target(tmp_path):
+    from pathlib import Path
+
+    from pipelines.quantize import QuantizeConfig, default_out
+
+    run = Path("saved_models/slwsr16_x4/model.keras")
+    assert default_out(run, QuantizeConfig()) == run.with_name("model_ptq_generic_int8.tflite")
+    assert default_out(run, QuantizeConfig(method="qat", prune=0.5)) == run.with_name("model_qat_p50_generic_int8.tflite")
+    assert default_out(Path("e.keras"), QuantizeConfig(target="edgetpu")) == Path("e_ptq_edgetpu_int8.tflite")

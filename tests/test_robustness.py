@@ -18,7 +18,7 @@ import tfsr
 from cli import cli
 from tests.test_cli_foundation import invoke
 from tfsr.errors import TfsrError
-from tfsr.images import read_image
+from tfsr.images import read_image, write_image
 from tfsr.imresize import imresize
 from tfsr.predictors import load_keras_model
 
@@ -71,7 +71,7 @@ def test_broken_image_is_named_by_reader_evaluate_and_upscale(tmp_path, name):
     result = invoke("upscale", "bicubic", folder, "--scale", 2, "--out", tmp_path / "out")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"warning: skipped {folder / name}: " in result.stderr and message in result.stderr
-    assert result.stdout.strip().endswith("1 written, 0 skipped (output exists; --overwrite replaces), 1 unreadable")
+    assert result.stdout.strip().endswith("1 written, 0 skipped (output exists; --overwrite replaces), 1 failed")
     assert (tmp_path / "out" / "good_x2.png").is_file()
 
 
@@ -100,7 +100,7 @@ def test_odd_but_valid_images_upscale_keeping_their_kind(tmp_path, name):
 
 
 def test_deep_and_float_images_read_as_the_8_bit_values_they_hold(tmp_path):
-    from tfsr.images import read_image
+    from tfsr.images import read_image, write_image
 
     grey = SMOOTH[..., 0]
     dark = np.floor(grey * 255.0 / 65535.0 + 0.5).astype(np.uint8)  # a 16-bit file's 0..255 is near black
@@ -115,6 +115,14 @@ def test_deep_and_float_images_read_as_the_8_bit_values_they_hold(tmp_path):
         read = read_image(tmp_path / name)
         assert read.is_grey, name
         np.testing.assert_array_equal(read.rgb, np.repeat(expected[..., None], 3, axis=2), err_msg=name)
+
+
+def test_images_are_written_in_the_format_their_suffix_names(tmp_path, rng):
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    for suffix, kind in ((".png", "PNG"), (".bmp", "BMP"), (".TIFF", "TIFF"), (".unknown", "PNG")):
+        write_image(tmp_path / f"out{suffix}", rgb)
+        assert Image.open(tmp_path / f"out{suffix}").format == kind
+        np.testing.assert_array_equal(read_image(tmp_path / f"out{suffix}").rgb, rgb)
 
 
 def test_small_grey_and_non_ascii_images_evaluate(tmp_path):
@@ -238,6 +246,7 @@ def test_out_of_range_option_is_a_usage_error(command, flag, value):
 
 @pytest.mark.parametrize("args,message", [
     (("benchmark", "slwsr16", "--input-size", "0x0"), "--input-size must be at least 1x1 LR pixels, not '0x0'"),
+    (("benchmark", "slwsr16", "--input-size", "320x0"), "--input-size must be at least 1x1 LR pixels, not '320x0'"),
     (("benchmark", "slwsr16", "--input-size", "wide"), "--input-size must be WxH in LR pixels (e.g. 320x180)"),
 ])  # fmt: skip
 def test_free_form_values_are_checked(args, message):

@@ -92,6 +92,18 @@ def test_float_exports_and_audit_flags_float_ops(model):
     assert audit_ops(convert(model, ConvertOptions("float32", "float32")), expect_integer=False).problems == []
 
 
+def test_weights_have_a_scale_per_filter_unless_per_tensor_is_asked(model, patches, int8_bytes):
+    from tfsr.tflite import _interpreter
+
+    def kernel_scales(data: bytes) -> list[int]:  # (filters, kh, kw, inputs) int8 kernels: their scale counts
+        details = _interpreter(data, 1).get_tensor_details()
+        return [len(d["quantization_parameters"]["scales"]) for d in details
+                if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["shape"][0] > 1]  # fmt: skip
+
+    assert sorted(kernel_scales(int8_bytes)) == [8, 8, 12]  # head, body, up
+    assert kernel_scales(convert(model, ConvertOptions("int8", "int8", per_channel=False), patches)) == [1, 1, 1]
+
+
 def test_fixed_shape_tiling_equals_untiled(model, patches, int8_bytes):
     fixed = convert(model, ConvertOptions("int8", "int8", input_hw=(24, 24)), patches)
     tiled = with_tiling(TFLitePredictor(fixed, "fixed"), None)
@@ -114,6 +126,15 @@ def test_audit_reports_edgetpu_problems(int8_bytes, model, patches):
     assert audit_ops(int8_bytes, "nnapi").problems == []
     with pytest.raises(Exception, match="--target must be one of"):
         audit_ops(int8_bytes, "tpu")
+    from tfsr.tflite import tf
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 16, 16, 3], tf.float32)])
+    def batch_of_two(lr):
+        return model(lr)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([batch_of_two.get_concrete_function()], model)
+    problems = audit_ops(converter.convert(), "edgetpu", expect_integer=False).problems
+    assert "batch 2: the Edge TPU needs batch 1" in problems and not any("dynamic" in p for p in problems)
 
 
 def test_evaluate_accepts_tflite(tmp_path, tiny_set, patches):

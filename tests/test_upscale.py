@@ -34,7 +34,7 @@ def test_upscale_keeps_modes_and_upscales_alpha_with_bicubic(tmp_path, rng):
     Image.fromarray((rgba[..., 0].astype(np.uint16) * 257)).save(src / "deep.png")  # 16-bit grey
     result = invoke("upscale", "bicubic", src, "--scale", 3, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "4 written, 0 skipped (output exists; --overwrite replaces), 0 unreadable"
+    assert result.stdout.strip() == "4 written, 0 skipped (output exists; --overwrite replaces), 0 failed"
     out = tmp_path / "out"
     up = Image.open(out / "rgba_x3.png")
     assert up.mode == "RGBA" and up.size == (30, 36)
@@ -118,3 +118,39 @@ def test_a_grey_image_upscales_to_the_grey_its_rgb_output_stands_for(tmp_path):
     assert is_grey and alpha is None and sr.shape == (12, 16, 3)
     for channel in range(3):
         np.testing.assert_array_equal(sr[..., channel], expected)  # about +4.7 (unclipped), not red's +20
+
+
+def test_each_input_is_upscaled_once_and_one_output_name_is_never_shared(tmp_path, rng):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)).save(tmp_path / folder / "x.png")
+    repeated = invoke("upscale", "bicubic", tmp_path / "a" / "x.png", tmp_path / "a", "--scale", 2, "--out", tmp_path / "o1")
+    assert repeated.exit_code == 0 and repeated.stdout.strip().startswith("1 written, 0 skipped")  # a file and its folder
+    clash = invoke("upscale", "bicubic", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--scale", 2, "--out",
+                   tmp_path / "o2")  # fmt: skip
+    assert clash.exit_code == 1 and clash.stdout.strip().endswith("1 written, 0 skipped (output exists; --overwrite "
+                                                                  "replaces), 1 failed")  # fmt: skip
+    assert f"skipped {tmp_path / 'b' / 'x.png'}: its output x_x2.png is also {tmp_path / 'a' / 'x.png'}'s" in clash.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o2" / "x_x2.png")),
+                                  imresize(np.asarray(Image.open(tmp_path / "a" / "x.png")), 2))  # the first one's
+
+
+def test_large_images_are_tiled_unless_told_otherwise(tmp_path, rng, monkeypatch):
+    import pipelines.upscale
+    from tfsr.predictors import BicubicPredictor
+
+    class Recording(BicubicPredictor):
+        shapes: list = []
+
+        def __call__(self, lr):
+            self.shapes.append(lr.shape[:2])
+            return super().__call__(lr)
+
+    monkeypatch.setattr(pipelines.upscale, "AUTO_TILE", 8)
+    monkeypatch.setattr(pipelines.upscale, "make_predictor", lambda spec, scale: Recording(2))
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    assert invoke("upscale", "bicubic", tmp_path / "big.png", "--overlap", 2, "--out", tmp_path / "o").exit_code == 0
+    assert Recording.shapes == [(12, 12)] * 9  # 3 x 3 tiles of 8 (the last 4) with 2 pixels of context
+    Recording.shapes.clear()
+    assert invoke("upscale", "bicubic", tmp_path / "big.png", "--tile", 32, "--out", tmp_path / "o2").exit_code == 0
+    assert Recording.shapes == [(20, 20)]

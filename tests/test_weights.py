@@ -53,6 +53,10 @@ def test_missing_unexpected_and_misshaped_keys_are_named(rng):
         assign_state_dict(_tiny_model(), {k: v for k, v in state.items() if k != "up.0.bias"})
     with pytest.raises(TfsrError, match=r"1 key\(s\) the model does not use: 'tail.weight'"):
         assign_state_dict(_tiny_model(), {**state, "tail.weight": np.zeros(3, np.float32)})
+    extra = {f"aux.{i}": np.zeros(1, np.float32) for i in range(7)}  # the first five are named
+    with pytest.raises(TfsrError, match=r"7 key\(s\) the model does not use: 'aux.0', 'aux.1', 'aux.2', 'aux.3', "
+                                        r"'aux.4' \.\.\.$"):  # fmt: skip
+        assign_state_dict(_tiny_model(), {**state, **extra})
     with pytest.raises(TfsrError, match=r"key 'head.0.weight' has shape \(4, 3, 5, 5\)"):
         assign_state_dict(_tiny_model(), {**state, "head.0.weight": np.zeros((4, 3, 5, 5), np.float32)})
 

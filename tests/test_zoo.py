@@ -5,7 +5,7 @@ import pytest
 
 import tfsr
 from tfsr.keras import keras, layers, tf
-from tfsr.layers import ChannelMeanMax, ContrastPooling, LearnableScalar, ResizeLike
+from tfsr.layers import ChannelMeanMax, ContrastPooling, LearnableScalar, MeanShift, PixelShuffle, ResizeLike
 from tfsr.models.lfn import ConvLSTMCell
 from tfsr.registry import build_model, list_models
 
@@ -51,6 +51,23 @@ def test_channel_mean_max(rng):
     x = rng.normal(size=(1, 3, 4, 5)).astype(np.float32)
     out = _run_layer(ChannelMeanMax(), x)
     np.testing.assert_allclose(out, np.stack([x.mean(-1), x.max(-1)], axis=-1), rtol=1e-5)
+
+
+def test_mean_shift_subtracts_then_adds_the_dataset_mean(rng):
+    x = rng.uniform(0, 255, (1, 3, 4, 3)).astype(np.float32)
+    mean = 255.0 * np.array([0.4488, 0.4371, 0.4040], np.float32)
+    np.testing.assert_allclose(_run_layer(MeanShift(-1), x), x - mean, rtol=1e-6)
+    np.testing.assert_allclose(_run_layer(MeanShift(+1), _run_layer(MeanShift(-1), x)), x, atol=1e-4)
+
+
+@pytest.mark.parametrize("layer, shapes", [
+    (PixelShuffle(3), [(2, 4, 5, 18)]), (ResizeLike(), [(1, 3, 4, 6), (1, 7, 9, 2)]), (ContrastPooling(), [(2, 5, 7, 3)]),
+    (ChannelMeanMax(), [(1, 3, 4, 5)]), (LearnableScalar(), [(1, 2, 3, 4)]),
+], ids=lambda v: type(v).__name__ if not isinstance(v, list) else "")  # fmt: skip
+def test_custom_layers_declare_the_shapes_they_compute(layer, shapes):
+    inputs = [np.zeros(shape, np.float32) for shape in shapes]
+    declared = layer.compute_output_shape(shapes if len(shapes) > 1 else shapes[0])
+    assert tuple(declared) == _run_layer(layer, *inputs).shape
 
 
 def test_learnable_scalar_trains_serializes_and_is_prunable():

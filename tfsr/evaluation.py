@@ -67,8 +67,7 @@ def evaluate_set(
             )
         if on_image is not None:
             on_image(image.name, sr)
-        p, s = score_image(sr, image.hr, bench.scale, image.is_grey and options.grey_mode == "as-is",
-                           options.grey_mode, options.rounded_y)  # fmt: skip
+        p, s = score_image(sr, image.hr, bench.scale, image.is_grey, options.grey_mode, options.rounded_y)
         scores.append(ImageScore(image.name, p, s))
     return SetScore(
         bench.name,

@@ -57,18 +57,39 @@ def edgetpu_rewrite(model: keras.Model) -> keras.Model:
 @dataclass
 class CompilerResult:
     ran: bool
-    ok: bool
-    output: Path | None
+    returncode: int | None  # None: not run
+    output: Path | None  # the compiled ``*_edgetpu.tflite``, when the compiler wrote one
     log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.output is not None
+
+    def summary(self) -> str:
+        """One line: what became of the compilation (the compiler's last line says how much maps to the TPU)."""
+        if not self.ran:
+            return self.log
+        last = self.log.strip().splitlines()[-1] if self.log.strip() else "no output"
+        if self.ok:
+            return f"compiled to {self.output} ({last})"
+        return f"failed ({'did not finish' if self.returncode is None else f'exit {self.returncode}'}): {last}"
+
+    def to_json(self) -> dict:
+        return {"ran": self.ran, "ok": self.ok, "output": self.output and str(self.output), "summary": self.summary()}
 
 
 def run_edgetpu_compiler(tflite_path: Path, timeout: int = 600) -> CompilerResult:
     """Run ``edgetpu_compiler`` on the file when it is on PATH; otherwise say so (the op audit still applies)."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
-        return CompilerResult(False, False, None, "edgetpu_compiler is not on PATH: only the op audit was run")
+        return CompilerResult(False, None, None, "edgetpu_compiler is not on PATH: only the op audit was run")
     out_dir = tflite_path.parent
-    proc = subprocess.run([compiler, "-s", "-o", str(out_dir), str(tflite_path)], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    try:
+        proc = subprocess.run([compiler, "-s", "-o", str(out_dir), str(tflite_path)], capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return CompilerResult(True, None, None, f"{compiler} ran over {timeout} s and was stopped")
+    except OSError as exc:
+        return CompilerResult(True, None, None, f"{compiler} could not be started: {exc.strerror or exc}")
     compiled = out_dir / f"{tflite_path.stem}_edgetpu.tflite"
-    return CompilerResult(True, proc.returncode == 0, compiled if compiled.is_file() else None, proc.stdout + proc.stderr)
+    return CompilerResult(True, proc.returncode, compiled if compiled.is_file() else None, proc.stdout + proc.stderr)
