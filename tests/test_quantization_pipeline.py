@@ -436,6 +436,9 @@ def test_killed_qat_resumes_from_its_backup_and_refuses_other_options(workspace,
                                                                 "--batch-size", "4", *stream)])  # fmt: skip
     assert other.exit_code == 2
     assert f"{backup} holds the backup of a fine-tuning with other options (steps)" in other.output
+    other_batch = CliRunner().invoke(cli, ["quantize", *quantize_args(tmp_path, calib, data, "--method", "qat", "--steps",
+                                                                      "1000", "--batch-size", "8", *stream)])  # fmt: skip
+    assert "other options (batch)" in other_batch.output and other_batch.exit_code == 2
 
     resumed = CliRunner().invoke(cli, ["quantize", *args])
     assert resumed.exit_code == 0, resumed.output
@@ -475,3 +478,14 @@ def test_default_output_names_say_method_pruning_and_target(tmp_path):
     assert default_out(run, QuantizeConfig()) == run.with_name("model_ptq_generic_int8.tflite")
     assert default_out(run, QuantizeConfig(method="qat", prune=0.5)) == run.with_name("model_qat_p50_generic_int8.tflite")
     assert default_out(Path("e.keras"), QuantizeConfig(target="edgetpu")) == Path("e_ptq_edgetpu_int8.tflite")
+
+
+def test_without_a_model_the_newest_run_is_quantized(tmp_path):
+    from pipelines.quantize import latest_run
+
+    for name, age in (("older", 200), ("newest", 10), ("oldest", 300)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.keras").write_bytes(b"")
+        os.utime(tmp_path / name / "model.keras", (time.time() - age, time.time() - age))
+    (tmp_path / "no_model").mkdir()  # a folder without model.keras is no run
+    assert latest_run(tmp_path) == tmp_path / "newest"
