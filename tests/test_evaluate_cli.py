@@ -171,7 +171,7 @@ def test_models_of_different_scales_are_refused_together(x2_model, tiny_set, tmp
 
 
 def test_hr_only_sets_are_cropped_to_the_scale_before_their_lr_is_made(tmp_path, rng):
-    hr = smooth_image(rng, 50, 54)
+    hr = np.ascontiguousarray(smooth_image(rng, 56, 56)[:50, :54])  # 50x54: not a multiple of 4
     make_benchmark(tmp_path / "Odd", {"odd": hr}, with_lr=False)
     bench = load_benchmark(tmp_path / "Odd", 4)
     assert bench.lr_source == "bicubic" and bench.images[0].hr.shape == (48, 52, 3)

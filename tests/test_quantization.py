@@ -246,9 +246,11 @@ def test_edgetpu_rewrite_removes_depth_to_space(pairs):
 
 
 FAKE_EDGETPU_COMPILER = """#!/bin/sh
-# as edgetpu_compiler -s -o DIR FILE: writes DIR/<stem>_edgetpu.tflite, or fails on a file that says "bad"
+# as edgetpu_compiler -s -o DIR FILE: writes DIR/<stem>_edgetpu.tflite; fails on a file that says "bad", and
+# after writing it on one that says "half"
 if grep -q bad "$4"; then echo "Edge TPU Compiler version 16.0"; echo "Internal compiler error. Aborting!"; exit 1; fi
 cp "$4" "$3/$(basename "$4" .tflite)_edgetpu.tflite"
+if grep -q half "$4"; then echo "Segmentation fault"; exit 139; fi
 echo "Model compiled successfully in 12 ms."; echo "Number of operations that will run on Edge TPU: 7"
 """
 
@@ -277,6 +279,9 @@ def test_edgetpu_compiler_runs_when_on_path_and_says_what_became_of_the_file(tmp
     bad = run_edgetpu_compiler(tmp_path / "bad.tflite")
     assert not bad.ok and bad.output is None
     assert bad.summary() == "failed (exit 1): Internal compiler error. Aborting!"
+    (tmp_path / "half.tflite").write_text("half")
+    half = run_edgetpu_compiler(tmp_path / "half.tflite")  # a file written by a compiler that then crashed
+    assert not half.ok and half.summary() == "failed (exit 139): Segmentation fault"
 
 
 def test_pruning_reaches_sparsity_and_compresses(pairs):
