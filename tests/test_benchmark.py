@@ -2,11 +2,13 @@
 import json
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import tfsr
 from tests.test_cli_foundation import invoke
+from tests.test_tflite import smooth_image, tiny_sr
 from pipelines.benchmark import median_latency_ms
 from pipelines.report import parse_size
 from tfsr.errors import TfsrError
@@ -47,20 +49,25 @@ def test_benchmark_scores_trained_files_and_plots_the_pareto_picture(tmp_path, t
     model = tfsr.build_model("slwsr16", 2)
     model.save(tmp_path / "s16.keras")
     (tmp_path / "s16f.tflite").write_bytes(convert(model, ConvertOptions(mode="float32", io="float32")))
-    result = invoke("benchmark", tmp_path / "s16.keras", tmp_path / "s16f.tflite", "--scale", 2, "--kind", "keras",
+    patches = [smooth_image(np.random.default_rng(i), 16, 16).astype(np.float32) for i in range(4)]
+    (tmp_path / "tiny_u8.tflite").write_bytes(convert(tiny_sr(2), ConvertOptions("int8", "uint8"), patches))
+    result = invoke("benchmark", tmp_path / "s16.keras", tmp_path / "s16f.tflite", tmp_path / "tiny_u8.tflite",
+                    "--scale", 2, "--kind", "keras",
                     "--input-size", "16x16", "--repeats", 1, "--data", tiny_set, "--json", tmp_path / "b.json",
                     "--plot", tmp_path / "pareto.png", "--threads", 1)  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert [(r["model"], r["kind"]) for r in rows] == [("s16", "keras"), ("s16f", "tflite")]
+    assert [(r["model"], r["kind"]) for r in rows] == [("s16", "keras"), ("s16f", "tflite"), ("tiny_u8", "int8")]
     # the float TFLite file is the same network: the same score to a hundredth of a dB
     assert rows[1]["psnr_y"] == pytest.approx(rows[0]["psnr_y"], abs=0.01)
     assert rows[1]["params"] is None and rows[1]["file_bytes"] == (tmp_path / "s16f.tflite").stat().st_size
+    assert rows[2]["psnr_y"] > 20  # uint8 I/O is an int8 model too, scored like the others
     assert Image.open(tmp_path / "pareto.png").size == (60 + 2 * 420 + 90 + 40, 56 + 320 + 48)  # two panels
 
 
-def test_benchmark_plot_without_scores_is_a_clear_error(tmp_path):
-    result = invoke("benchmark", "slwsr16", "--kind", "keras", "--input-size", "8x8", "--repeats", 1,
+def test_benchmark_plot_without_scores_is_a_clear_error(tmp_path, tiny_set):
+    # an architecture without weights is not scored, even with a data set
+    result = invoke("benchmark", "slwsr16", "--kind", "keras", "--input-size", "8x8", "--repeats", 1, "--data", tiny_set,
                     "--plot", tmp_path / "p.png")  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr.strip().endswith("--plot needs PSNR values: pass --data SET and trained models "

@@ -95,6 +95,26 @@ def test_the_best_model_is_replaced_only_by_a_better_finite_one(tmp_path):
     assert kept == [1, 5] and saver.best == 27.0 and (tmp_path / "model.keras").is_file()
 
 
+def test_progress_line_gives_the_whole_runs_eta_within_the_time_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from tfsr.training import callbacks
+
+    now, step = SimpleNamespace(value=0.0), SimpleNamespace(value=0)
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: now.value)
+    lines = []
+    model = SimpleNamespace(optimizer=SimpleNamespace(iterations=SimpleNamespace(numpy=lambda: step.value)))
+    for budget in (None, 30.0):
+        progress = callbacks.Progress(100, log=lines.append, time_budget=budget)
+        progress.model = model
+        now.value, step.value = 100.0, 0
+        progress.on_train_begin()
+        now.value, step.value = 110.0, 20  # 20 steps in 10 s: 80 more take 40 s, or what is left of a 30 s budget
+        progress.on_epoch_end(0, {"loss": 0.25, "val_psnr_y": 30.123, "val_ssim_y": 0.9})
+    assert lines == ["epoch 1: step 20/100, loss 0.25000, val 30.12 dB / 0.9000, 2.00 steps/s, ETA 0:00:40",
+                     "epoch 1: step 20/100, loss 0.25000, val 30.12 dB / 0.9000, 2.00 steps/s, ETA 0:00:20"]  # fmt: skip
+
+
 def test_learning_rate_halves_at_each_multiple_of_the_recipes_period():
     from pipelines.train import TrainConfig, _compile_model
     from tfsr.keras import keras
