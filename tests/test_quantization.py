@@ -320,6 +320,10 @@ def test_per_layer_error_report_names_layers(pairs):
     assert by_op["CONCATENATION"].rmse == 0.0  # requantization-free ops add no error of their own
     convs = [r for r in rows if r.op == "CONV_2D"]
     assert all(r.rmse > 0 for r in convs) and any("body" in r.tensor for r in convs)
+    for r in convs:
+        assert r.rmse_over_scale == pytest.approx(r.rmse / r.scale)
+        if "clip_output" not in r.tensor:  # the error a ReLU conv adds is its rounding: about step / sqrt(12)
+            assert 0.15 < r.rmse_over_scale < 0.5
 
 
 def test_propagated_errors_follow_int8_through_the_network(pairs):
@@ -334,7 +338,7 @@ def test_propagated_errors_follow_int8_through_the_network(pairs):
     [head] = [r for name, r in rows.items() if name.endswith("/head/Relu")]
     [body] = [r for name, r in rows.items() if name.endswith("/body/Relu")]
     assert head.rmse > 0 and body.snr_db < head.snr_db - 3  # int8 rounding accumulates
-    assert head.abs_max > 10 and 20 < head.snr_db < 60 and head.bias_rms < head.rmse
+    assert head.abs_max > 10 and 20 < head.snr_db < 60 and head.bias_rms < 0.6 * head.rmse  # rounding is mostly unbiased
     [output] = [r for name, r in rows.items() if name.startswith("StatefulPartitionedCall")]
     assert output.abs_max == 255.0 and 0 < output.rmse < 2.5  # uint8 output: int8 SR within ~40 dB of float
 
