@@ -32,6 +32,28 @@ def _run_layer(layer, *inputs):
     return layer(list(inputs) if len(inputs) > 1 else inputs[0]).numpy()
 
 
+# The non-linear conv activations of the models whose weights nobody published (and of ESA), as
+# ../shared/papers/architecture-notes.md specifies them; every other conv is linear or followed by a LeakyReLU layer.
+NOTED_ACTIVATIONS = {
+    "rfdn": {"cca.conv_du.0": "relu", "cca.conv_du.2": "sigmoid"},  # CCA: 1x1 C->C/4, ReLU, 1x1, sigmoid
+    "erfdn": {"esa.conv_max": "relu", "esa.conv3": "relu", "esa.conv4": "sigmoid"},
+    "hfdn": {"attention.ca.conv1": "relu", "attention.ca.conv2": "sigmoid", "attention.sa.conv": "sigmoid"},
+    "litesrnet": {"first_layer.0": "relu", "first_layer.2": "relu", "recur_layers.0": "relu",
+                  "upscale_layer.trans_conv.0": "relu", "upscale_layer.trans_conv.2": "relu"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(NOTED_ACTIVATIONS))
+def test_conv_activations_are_the_architecture_notes(name):
+    found = {}
+    for layer in build_model(name, 4).layers:
+        activation = layer.get_config().get("activation", "linear") if isinstance(layer, layers.Conv2D) else "linear"
+        if activation != "linear":
+            key = next((k for k in NOTED_ACTIVATIONS[name] if layer.name.endswith(k)), layer.name)
+            found.setdefault(key, set()).add(activation)
+    assert found == {key: {activation} for key, activation in NOTED_ACTIVATIONS[name].items()}
+
+
 def test_resize_like_is_half_pixel_bilinear():
     x = np.arange(6, dtype=np.float32).reshape(1, 2, 3, 1)
     out = _run_layer(ResizeLike(), x, np.zeros((1, 4, 6, 2), np.float32))
