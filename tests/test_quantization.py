@@ -284,6 +284,20 @@ def test_edgetpu_compiler_runs_when_on_path_and_says_what_became_of_the_file(tmp
     assert not half.ok and half.summary() == "failed (exit 139): Segmentation fault"
 
 
+def test_an_edgetpu_compiler_that_hangs_or_cannot_start_is_a_failed_result(tmp_path, monkeypatch):
+    from tfsr.quantization.edgetpu import run_edgetpu_compiler
+
+    compiler = tmp_path / "edgetpu_compiler"
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    compiler.write_text("#!/bin/sh\nexec sleep 5\n")
+    compiler.chmod(0o755)
+    hung = run_edgetpu_compiler(tmp_path / "model.tflite", timeout=0.5)
+    assert not hung.ok and hung.summary() == f"failed (did not finish): {compiler} ran over 0.5 s and was stopped"
+    compiler.write_bytes(b"\x7fELF not really")  # executable, but no program
+    broken = run_edgetpu_compiler(tmp_path / "model.tflite")
+    assert not broken.ok and broken.summary().startswith(f"failed (did not finish): {compiler} could not be started: ")
+
+
 def test_pruning_reaches_sparsity_and_compresses(pairs):
     from tfsr.quantization.pruning import check_sparsity, kernel_sparsity, prune
 
