@@ -84,18 +84,22 @@ class MsePlusVgg16:
 LOSSES = {"l1": l1, "mse": mse, "l1+ssim": l1_ssim, "charbonnier": charbonnier, "mse+0.01vgg16": MsePlusVgg16}
 
 
+def _named_loss(name: str):
+    if name not in LOSSES:
+        raise TfsrError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name]
+
+
 def check_loss(name: str) -> None:
     """Fails early, in one line, when the loss called ``name`` is unknown or its network's weights cannot be had;
     builds nothing."""
-    if name not in LOSSES:
-        raise TfsrError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    if isinstance(LOSSES[name], type):
-        LOSSES[name].fetch()
+    loss = _named_loss(name)
+    if isinstance(loss, type):
+        loss.fetch()
 
 
 def get_loss(name: str):
-    """The loss called ``name`` (a recipe's or ``--loss``); a perceptual loss builds its network here (inside the
-    distribution strategy's scope when called there)."""
-    check_loss(name)
-    loss = LOSSES[name]
+    """The loss called ``name`` (a recipe's or ``--loss``); a perceptual loss fetches its weights and builds its
+    network here (inside the distribution strategy's scope when called there)."""
+    loss = _named_loss(name)
     return loss() if isinstance(loss, type) else loss
