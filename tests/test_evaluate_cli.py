@@ -9,8 +9,8 @@ from PIL import Image
 import tfsr
 from tests.test_cli_foundation import invoke
 from tests.conftest import DATA, make_benchmark, needs_shared
-from tfsr.ensemble import TRANSFORMS, EnsemblePredictor, _forward, _inverse, self_ensemble
 from tfsr.data.benchmark import load_benchmark, resolve_data
+from tfsr.ensemble import TRANSFORMS, EnsemblePredictor, _forward, _inverse, self_ensemble
 from tfsr.errors import TfsrError
 from tfsr.figures import Panel, Point, comparison_figure, pareto_front, pick_crop, scatter_figure
 from tfsr.imresize import imresize

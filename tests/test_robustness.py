@@ -100,7 +100,7 @@ def test_odd_but_valid_images_upscale_keeping_their_kind(tmp_path, name):
 
 
 def test_deep_and_float_images_read_as_the_8_bit_values_they_hold(tmp_path):
-    from tfsr.images import read_image, write_image
+    from tfsr.images import read_image
 
     grey = SMOOTH[..., 0]
     dark = np.floor(grey * 255.0 / 65535.0 + 0.5).astype(np.uint8)  # a 16-bit file's 0..255 is near black
